@@ -1,0 +1,39 @@
+"""`python -m unet_pipeline [overrides]`: one job; `-m` for a sweep. Thin: the work is in job.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from . import results
+from .config import register_configs
+from .job import run_job
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    record = run_job(
+        cfg, out_dir, list(hydra_cfg.overrides.task), reraise_unexpected=os.environ.get("HYDRA_FULL_ERROR") == "1"
+    )
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return  # the sweep's table and exit status come from ResultsTableCallback
+    frame = results.write_tables(out_dir)
+    print(results.markdown(frame))
+    print(f"\nresult: {out_dir / 'result.json'}")
+    if record["status"] != "completed":
+        print(f"error: {record['error']}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Hydra callback: write the sweep's tables when a multirun ends."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from . import results
+
+log = logging.getLogger(__name__)
+
+
+class ResultsTableCallback(Callback):
+    """Aggregates result.json files into results.csv / results.md; exits non-zero if any job failed.
+
+    Hydra skips this when a job raises, which our jobs never do (they record failures); the
+    aggregator can also be run on its own: `python -m unet_pipeline.results <sweep_dir>`.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        frame = results.write_tables(sweep_dir)
+        print(results.markdown(frame))
+        print(f"\nwrote {sweep_dir / results.MD_FILE} and {sweep_dir / results.CSV_FILE}")
+        if not results.all_completed(frame):
+            failed = int((frame["status"] != "completed").sum())
+            print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)
+            sys.exit(1)

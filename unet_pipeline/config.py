@@ -1,0 +1,118 @@
+"""Structured-config schemas: every YAML under conf/ is merged into one of these dataclasses.
+
+Why: a typo (`batch=x`, `precision.mode=fp17`, `data.rooot=...`) must fail at composition with the
+list of valid choices, not deep inside a stage. Enums list their members in OmegaConf's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class PrecisionMode(str, Enum):
+    """MagicMind's precision vocabulary, plus the bf16 modes of engines that have bf16."""
+
+    force_float32 = "force_float32"
+    force_float16 = "force_float16"
+    force_bfloat16 = "force_bfloat16"
+    qint8_mixed_float32 = "qint8_mixed_float32"
+    qint8_mixed_float16 = "qint8_mixed_float16"
+    qint8_mixed_bfloat16 = "qint8_mixed_bfloat16"
+    qint16_mixed_float32 = "qint16_mixed_float32"
+    qint16_mixed_float16 = "qint16_mixed_float16"
+
+
+class ShapeMode(str, Enum):
+    static = "static"
+    dynamic = "dynamic"
+
+
+class Split(str, Enum):
+    val = "val"
+    all = "all"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    checkpoint: str | None = None
+    n_channels: int = 3
+    n_classes: int = 2
+    bilinear: bool = False
+    base_width: int = 64
+    scale: float = 0.5
+
+
+@dataclass
+class PrecisionConfig:
+    mode: PrecisionMode = MISSING
+
+
+@dataclass
+class ShapeConfig:
+    mode: ShapeMode = MISSING
+    batch_min: int = 1
+    batch_max: int = 64
+
+
+@dataclass
+class CalibrationConfig:
+    root: str | None = "${data.root}"
+    num_samples: int = 50
+    seed: int = 0
+
+
+@dataclass
+class DeviceConfig:
+    name: str = MISSING
+    kind: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str | None = None
+    split: Split = Split.val
+    val_fraction: float = 0.1
+    num_images: int | None = None
+    frame_width: int = 1918
+    frame_height: int = 1280
+    images_dir: str = "imgs"
+    masks_dir: str = "masks"
+    mask_suffix: str = "_mask"
+
+
+@dataclass
+class OpenVINOEngineConfig:
+    _target_: str = "unet_pipeline.engines.openvino.OpenVINOEngine"
+    performance_hint: str = "LATENCY"
+    num_threads: int | None = None
+    num_streams: int | None = None
+
+
+@dataclass
+class PipelineConfig:
+    model: ModelConfig = MISSING
+    precision: PrecisionConfig = MISSING
+    shape: ShapeConfig = MISSING
+    calibration: CalibrationConfig = MISSING
+    device: DeviceConfig = MISSING
+    engine: Any = MISSING
+    data: DataConfig = MISSING
+    batch: int = 1
+    strict_precision: bool = True
+    progress: bool = True
+    tags: list[str] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    """Register the schemas; conf/*.yaml name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="pipeline_schema", node=PipelineConfig)
+    # Engines differ in their settings, so each engine option names its own schema.
+    cs.store(group="schema/engine", name="openvino", node=OpenVINOEngineConfig)

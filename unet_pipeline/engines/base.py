@@ -1,0 +1,129 @@
+"""The one narrow interface every engine implements: build -> artifact on disk -> load -> infer a batch.
+
+Stages only talk to `Engine` and `Session`; an engine is chosen by config (`_target_` in conf/engine/)
+and declares what it can run, so adding one touches no stage code.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import PipelineError
+
+_MODE = re.compile(r"^(?:force_(?P<force>\w+)|qint(?P<bits>\d+)_mixed_(?P<mixed>\w+))$")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A MagicMind precision mode split into its parts: `qint8_mixed_float16` -> int8 + float16."""
+
+    mode: str
+
+    @property
+    def _parts(self) -> re.Match:
+        match = _MODE.match(self.mode)
+        if match is None:
+            raise ValueError(f"not a precision mode: {self.mode}")
+        return match
+
+    @property
+    def quant_bits(self) -> int | None:
+        """8 or 16 for quantized modes, None for pure floating point."""
+        bits = self._parts.group("bits")
+        return int(bits) if bits else None
+
+    @property
+    def float_type(self) -> str:
+        """The floating-point type of everything not quantized: float32 | float16 | bfloat16."""
+        parts = self._parts
+        return parts.group("force") or parts.group("mixed")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.quant_bits is not None
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything besides the exported graph and the calibration images that determines an artifact."""
+
+    precision: Precision
+    shape: str  # static | dynamic
+    batch: int
+    batch_range: tuple[int, int] | None  # (min, max) for dynamic shapes
+    input_hw: tuple[int, int]
+    channels: int
+    device: str  # device kind: cpu | cuda | mlu
+
+    @property
+    def batch_dims(self) -> tuple[int, int]:
+        """(min, max) batch the artifact accepts."""
+        return self.batch_range if self.shape == "dynamic" else (self.batch, self.batch)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can run; checked before any work so an impossible job fails at once."""
+
+    precisions: tuple[str, ...]
+    shapes: tuple[str, ...]
+    devices: tuple[str, ...]
+    export_format: str  # which exporter in stages/export.py produces its input graph
+
+
+class Session(ABC):
+    """A loaded artifact, ready to run batches."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) float32 in [0, 1] -> (N, classes, H, W) logits."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What really runs (precision as compiled, threads, ...), recorded in result.json."""
+
+
+class Engine(ABC):
+    """Builds artifacts from exported graphs and loads them."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    @abstractmethod
+    def version(self) -> str:
+        """Library version, part of the artifact's identity."""
+
+    def settings(self) -> dict[str, Any]:
+        """The engine options as configured (recorded in result.json)."""
+        return {}
+
+    def precision_fallback(self, spec: BuildSpec) -> str | None:
+        """One line saying what would run instead when the device lacks the requested float type."""
+        return None
+
+    def check(self, spec: BuildSpec) -> None:
+        """Refuse, in one line, a request this engine cannot honour (before any expensive work)."""
+        caps = self.capabilities
+        for what, value, allowed in (
+            ("precision", spec.precision.mode, caps.precisions),
+            ("shape", spec.shape, caps.shapes),
+            ("device", spec.device, caps.devices),
+        ):
+            if value not in allowed:
+                raise PipelineError(
+                    f"engine={self.name} does not support {what}={value}; supported: {', '.join(allowed)}"
+                )
+
+    @abstractmethod
+    def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
+        """Compile `graph` (and quantize with `calibration` images, CHW float32) into an artifact in out_dir."""
+
+    @abstractmethod
+    def load(self, artifact: Path, spec: BuildSpec) -> Session:
+        """Load an artifact written by `build` (like MagicMind's offline model file)."""

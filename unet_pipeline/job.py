@@ -1,0 +1,246 @@
+"""One job: the stages in order, and a result.json record written whatever happens.
+
+Why a record per job: Hydra skips `on_multirun_end` when a job raises, and other launchers run jobs
+elsewhere; tables are therefore always aggregated from these files on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .data import list_samples, select_calibration, select_eval
+from .engines.base import BuildSpec, Engine, Precision
+from .errors import PipelineError
+from .model import file_sha256, input_hw, load_unet
+from .records import write_json
+from .stages.build import refuse_unrunnable_precision, verify_compiled
+from .stages.calibrate import load_calibration
+from .stages.evaluate import Evaluation, evaluate
+from .stages.export import export_graph
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+PER_IMAGE_FILE = "per_image.csv"
+_LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def build_spec(cfg: DictConfig) -> BuildSpec:
+    """The engine request implied by the config, with the batch checked against the shape."""
+    batch, shape = cfg.batch, cfg.shape
+    if batch <= 0:
+        raise PipelineError(f"batch={batch} must be a positive integer")
+    batch_range = None
+    if shape.mode == "dynamic":
+        batch_range = (shape.batch_min, shape.batch_max)
+        if not 1 <= shape.batch_min <= shape.batch_max:
+            raise PipelineError(
+                f"shape.batch_min={shape.batch_min} / shape.batch_max={shape.batch_max} must satisfy 1 <= min <= max"
+            )
+        if not shape.batch_min <= batch <= shape.batch_max:
+            raise PipelineError(
+                f"batch={batch} is outside the dynamic range {shape.batch_min}..{shape.batch_max}; "
+                "change batch or shape.batch_min/shape.batch_max"
+            )
+    return BuildSpec(
+        precision=Precision(str(cfg.precision.mode.value)),
+        shape=str(shape.mode.value),
+        batch=batch,
+        batch_range=batch_range,
+        input_hw=input_hw(cfg.model, cfg.data),
+        channels=cfg.model.n_channels,
+        device=cfg.device.kind,
+    )
+
+
+class JobRecord:
+    """Accumulates result.json while the stages run; `timed` stamps each stage."""
+
+    def __init__(self, cfg: DictConfig, overrides: list[str]):
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "error": None,
+            "job": {
+                "model": cfg.model.name,
+                "checkpoint": cfg.model.checkpoint,
+                "checkpoint_sha256": None,
+                "precision": str(cfg.precision.mode.value),
+                "batch": cfg.batch,
+                "shape": str(cfg.shape.mode.value),
+                "batch_range": [cfg.shape.batch_min, cfg.shape.batch_max]
+                if cfg.shape.mode.value == "dynamic"
+                else None,
+                "input_size": list(input_hw(cfg.model, cfg.data)),
+                "device": cfg.device.name,
+                "engine": None,
+                "engine_version": None,
+                "overrides": overrides,
+                "tags": list(cfg.tags),
+            },
+            "metrics": {"dice": None, "dice_min": None, "num_images": 0},
+            "compiled": {},
+            "notes": [],
+            "data": {},
+            "timings": {},
+            "throughput": {},
+            "versions": library_versions(),
+            "config": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
+            "started_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "finished_at": None,
+        }
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.data["timings"][stage] = round(time.perf_counter() - start, 3)
+
+
+def _engine(cfg: DictConfig) -> Engine:
+    try:
+        return hydra.utils.instantiate(cfg.engine)
+    except hydra.errors.InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModuleNotFoundError):
+            raise PipelineError(
+                f"engine {cfg.engine._target_.rsplit('.', 1)[-1]} needs the Python package "
+                f"'{cause.name}', which is not installed; install it or choose another engine=..."
+            ) from exc
+        raise
+
+
+def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
+    r = record.data
+    engine = _engine(cfg)
+    r["job"].update(engine=engine.name, engine_version=engine.version())
+    r["engine_settings"] = engine.settings()
+    spec = build_spec(cfg)
+    engine.check(spec)
+    refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
+
+    with record.timed("data"):
+        samples = list_samples(cfg.data.root, cfg.data)
+        eval_samples = select_eval(samples, cfg.data)
+        if len(eval_samples) < spec.batch:
+            raise PipelineError(
+                f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
+                "lower batch or raise data.num_images"
+            )
+        r["data"] = {
+            "root": cfg.data.root,
+            "split": str(cfg.data.split.value),
+            "eval_cars": len({s.car for s in eval_samples}),
+        }
+        calib_samples = None
+        if spec.precision.needs_calibration:
+            pool = (
+                samples
+                if cfg.calibration.root == cfg.data.root
+                else list_samples(cfg.calibration.root, cfg.data, key="calibration.root")
+            )
+            calib_samples, overlaps = select_calibration(
+                pool, eval_samples, cfg.calibration.num_samples, cfg.calibration.seed
+            )
+            r["data"].update(
+                calibration_root=cfg.calibration.root,
+                calibration_images=len(calib_samples),
+                calibration_overlaps_eval=overlaps,
+            )
+            if overlaps:
+                log.warning(
+                    "calibration images come from cars in the evaluation set "
+                    "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
+                )
+
+    with record.timed("load_model"):
+        if not cfg.model.checkpoint:
+            raise PipelineError("model.checkpoint is not set: pass model.checkpoint=<milesial-format .pth>")
+        net, _ = load_unet(cfg.model, cfg.model.checkpoint)
+        r["job"]["checkpoint_sha256"] = file_sha256(cfg.model.checkpoint)
+
+    artifacts = out_dir / "artifacts"
+    with record.timed("export"):
+        graph = export_graph(net, engine.capabilities.export_format, spec, artifacts / "export")
+    calibration = None
+    if calib_samples is not None:
+        with record.timed("calibration_data"):
+            calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress)
+    with record.timed("build"):
+        artifact = engine.build(graph, spec, calibration, artifacts / "engine")
+    del calibration
+    with record.timed("load_engine"):
+        session = engine.load(artifact, spec)
+        r["compiled"] = session.describe()
+        r["notes"] += verify_compiled(spec, r["compiled"], cfg.strict_precision)
+    with record.timed("inference"):
+        evaluation = evaluate(session, eval_samples, spec, cfg.progress)
+    _record_evaluation(r, evaluation, out_dir)
+
+
+def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None:
+    r["metrics"] = {"dice": round(ev.mean_dice, 6), "dice_min": round(min(ev.dice), 6), "num_images": len(ev.dice)}
+    r["throughput"] = {
+        "end_to_end_ips": round(len(ev.dice) / ev.seconds, 3) if ev.seconds else None,
+        "engine_ips": round(len(ev.dice) / ev.engine_seconds, 3) if ev.engine_seconds else None,
+    }
+    lines = ["image_id,dice", *(f"{i},{d:.6f}" for i, d in zip(ev.ids, ev.dice, strict=True))]
+    (out_dir / PER_IMAGE_FILE).write_text("\n".join(lines) + "\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """A PipelineError's message, or the exception type and first line of anything unexpected."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''} (unexpected; HYDRA_FULL_ERROR=1 shows the traceback)"
+
+
+def run_job(
+    cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None, reraise_unexpected: bool = False
+) -> dict[str, Any]:
+    """Run all stages and write out_dir/result.json, success or failure.
+
+    Stage errors are recorded, not raised, so a sweep goes on; `reraise_unexpected` re-raises errors that
+    are not PipelineErrors (after the record is written) for debugging with HYDRA_FULL_ERROR=1.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = JobRecord(cfg, list(overrides or []))
+    try:
+        with record.timed("total"):
+            _run_stages(cfg, out_dir, record)
+        record.data["status"] = "completed"
+    except Exception as exc:  # every failure becomes a row, never a lost job
+        record.data.update(status="failed", error=one_line(exc))
+        if not isinstance(exc, PipelineError):
+            record.data["traceback"] = traceback.format_exc()
+        log.error(record.data["error"])
+        if reraise_unexpected and not isinstance(exc, PipelineError):
+            raise
+    finally:
+        record.data["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
+        write_json(out_dir / RESULT_FILE, record.data)
+    return record.data

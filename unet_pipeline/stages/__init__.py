@@ -1,0 +1,1 @@
+"""Pipeline stages, one job each: export -> calibrate -> build -> evaluate."""
