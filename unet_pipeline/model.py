@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -139,11 +140,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(
-            f"checkpoint {path} was refused by torch.load(weights_only=True): {first} "
-            "(save it as a plain state_dict: torch.save(model.state_dict(), path))"
-        ) from exc
+        needs_code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if needs_code:
+            raise PipelineError(
+                f"checkpoint {path} needs code execution to load ({needs_code.group(1)}) and was refused "
+                "(weights_only); re-save it as a plain state_dict: torch.save(model.state_dict(), path)"
+            ) from exc
+        raise PipelineError(f"checkpoint {path} is not a readable PyTorch file; pass a milesial-format .pth") from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/... for files that are no checkpoint
         raise PipelineError(
             f"checkpoint {path} is not a readable PyTorch file ({type(exc).__name__}); "

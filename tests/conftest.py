@@ -1,0 +1,120 @@
+"""Shared fixtures: configs composed the way users compose them, tiny datasets and checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+from PIL import Image
+
+from unet_pipeline.config import register_configs
+from unet_pipeline.model import UNet
+
+REPO = Path(__file__).resolve().parents[1]
+CARVANA = Path(os.environ.get("UNET_TEST_CARVANA", REPO.parent / "shared" / "data" / "carvana"))
+TINY_FRAME = (96, 64)  # width, height of the generated frames; model.scale=1 keeps them as they are
+
+register_configs()
+
+
+def needs_carvana() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not (CARVANA / "imgs").is_dir(),
+        reason=f"real Carvana data not found at {CARVANA} (../shared/data/carvana beside the checkout)",
+    )
+
+
+def write_dataset(root: Path, cars: int = 4, views: int = 3, frame: tuple[int, int] = TINY_FRAME) -> Path:
+    """A Carvana-layout dataset: a bright ellipse ('car') on a noisy background, GIF masks in {0,1}."""
+    rng = np.random.default_rng(0)
+    (root / "imgs").mkdir(parents=True)
+    (root / "masks").mkdir()
+    w, h = frame
+    for car in range(cars):
+        for view in range(1, views + 1):
+            sample = f"car{car:03d}abc_{view:02d}"
+            mask = np.zeros((h, w), np.uint8)
+            center = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
+            cv2.ellipse(mask, center, (w // 4, h // 5), 0, 0, 360, 1, -1)
+            image = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
+            image[mask == 1] = (200, 60 + 40 * car, 40)
+            cv2.imwrite(str(root / "imgs" / f"{sample}.jpg"), image)
+            Image.fromarray(mask, mode="P").save(root / "masks" / f"{sample}_mask.gif")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "data")
+
+
+def write_checkpoint(path: Path, base_width: int = 4, seed: int = 0, bilinear: bool = False) -> Path:
+    """A milesial-format checkpoint of random weights (state_dict + mask_values)."""
+    torch.manual_seed(seed)
+    state = UNet(base_width=base_width, bilinear=bilinear).state_dict()
+    state["mask_values"] = [0, 1]
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    return write_checkpoint(tmp_path / "tiny.pth")
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[..., DictConfig]:
+    """compose(overrides) of the primary config, as `python -m unet_pipeline <overrides>` would."""
+
+    def _compose(overrides: list[str] | None = None, config_name: str = "pipeline") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
+            return compose(config_name, overrides=overrides or [])
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def tiny_overrides(data_root: Path, checkpoint: Path) -> list[str]:
+    """Overrides that shrink a job to seconds: the generated frames, a width-4 UNet, no progress bars."""
+    return [
+        f"data.root={data_root}",
+        f"model.checkpoint={checkpoint}",
+        "model.base_width=4",
+        "model.scale=1.0",
+        f"data.frame_width={TINY_FRAME[0]}",
+        f"data.frame_height={TINY_FRAME[1]}",
+        "data.val_fraction=0.5",
+        "calibration.num_samples=3",
+        "progress=false",
+    ]
+
+
+@pytest.fixture
+def tiny_job_cfg(compose_cfg, tiny_dataset, tiny_checkpoint) -> Callable[..., DictConfig]:
+    def _cfg(*extra: str) -> DictConfig:
+        return compose_cfg([*tiny_overrides(tiny_dataset, tiny_checkpoint), *extra])
+
+    return _cfg
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "unet_pipeline"):
+    """Run `python -m <module> args` as a user would; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

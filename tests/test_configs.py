@@ -1,0 +1,79 @@
+"""Every config group option composes; typos fail at composition with the valid choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from unet_pipeline.config import PrecisionMode
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ["model", "precision", "shape", "calibration", "device", "engine", "data"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")]
+)
+def test_every_option_composes(compose_cfg, group, option):
+    cfg = compose_cfg([f"{group}={option}"])
+    assert cfg.batch >= 1
+    assert cfg.engine._target_.startswith("unet_pipeline.engines.")
+
+
+def test_every_precision_mode_has_a_file():
+    assert options("precision") == sorted(m.value for m in PrecisionMode)
+
+
+def test_defaults(compose_cfg):
+    cfg = compose_cfg()
+    assert cfg.precision.mode == PrecisionMode.force_float32
+    assert (cfg.shape.mode.value, cfg.shape.batch_min, cfg.shape.batch_max) == ("static", 1, 64)
+    assert cfg.calibration.num_samples == 50
+    assert cfg.data.split.value == "val" and cfg.data.val_fraction == 0.1
+    assert cfg.device.name == "cpu" and cfg.engine._target_.endswith("OpenVINOEngine")
+
+
+def test_unknown_group_option_lists_choices(compose_cfg):
+    with pytest.raises(MissingConfigException) as info:
+        compose_cfg(["precision=fp17"])
+    message = str(info.value)
+    assert "fp17" in message
+    assert all(mode.value in message for mode in PrecisionMode)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["batch=x", "precision.mode=fp17", "shape.mode=ragged", "data.split=test", "data.rooot=/x", "engine.threads=2"],
+)
+def test_typed_values_and_unknown_keys_fail(compose_cfg, override):
+    with pytest.raises((ValidationError, ConfigCompositionException)):
+        compose_cfg([override])
+
+
+def test_invalid_enum_lists_valid_values(compose_cfg):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_cfg(["precision.mode=fp17"])
+    assert "force_float16" in str(info.value.__cause__)
+
+
+def test_data_root_defaults_to_env(compose_cfg, monkeypatch):
+    monkeypatch.setenv("CARVANA_DATASETS_PATH", "/some/carvana")
+    cfg = compose_cfg()
+    assert cfg.data.root == "/some/carvana"
+    assert cfg.calibration.root == "/some/carvana"
+    monkeypatch.delenv("CARVANA_DATASETS_PATH")
+    assert compose_cfg().data.root is None
+
+
+def test_experiment_overlay_is_global(compose_cfg):
+    cfg = compose_cfg(["experiment=sample_parity"])
+    assert cfg.shape.mode.value == "dynamic"
+    assert cfg.precision.mode == PrecisionMode.qint8_mixed_float16
+    assert "sample_parity" in cfg.tags

@@ -1,0 +1,152 @@
+"""One job end to end on the OpenVINO engine: records, precision honesty, batching, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from unet_pipeline.engines.base import BuildSpec, Precision
+from unet_pipeline.engines.openvino import OpenVINOEngine
+from unet_pipeline.errors import PipelineError
+from unet_pipeline.job import RESULT_FILE, build_spec, run_job
+from unet_pipeline.model import UNet
+from unet_pipeline.stages.export import export_graph
+
+from .conftest import CARVANA, needs_carvana
+
+
+def per_image(out_dir):
+    lines = (out_dir / "per_image.csv").read_text().splitlines()[1:]
+    return dict(line.split(",") for line in lines)
+
+
+def test_precision_parts():
+    p = Precision("qint8_mixed_float16")
+    assert (p.quant_bits, p.float_type, p.needs_calibration) == (8, "float16", True)
+    p = Precision("force_bfloat16")
+    assert (p.quant_bits, p.float_type, p.needs_calibration) == (None, "bfloat16", False)
+    assert Precision("qint16_mixed_float32").quant_bits == 16
+
+
+def test_openvino_fp32_matches_pytorch(tmp_path):
+    torch.manual_seed(1)
+    net = UNet(base_width=4).eval()
+    with torch.no_grad():  # give BatchNorm non-trivial statistics
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    spec = BuildSpec(Precision("force_float32"), "dynamic", 2, (1, 8), (48, 71), 3, "cpu")
+    engine = OpenVINOEngine()
+    graph = export_graph(net, engine.capabilities.export_format, spec, tmp_path / "export")
+    session = engine.load(engine.build(graph, spec, None, tmp_path / "engine"), spec)
+    x = np.random.default_rng(0).random((2, 3, 48, 71), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(session.infer(x), expected, atol=1e-4, rtol=1e-4)
+    assert session.describe()["inference_precision"] == "float32"
+
+
+def test_fp32_job_record(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg(), tmp_path / "job", ["precision=force_float32"])
+    assert record["status"] == "completed", record["error"]
+    on_disk = json.loads((tmp_path / "job" / RESULT_FILE).read_text())
+    assert on_disk["status"] == "completed" and on_disk["error"] is None
+    job = on_disk["job"]
+    assert job["engine"] == "openvino" and job["engine_version"]
+    assert job["precision"] == "force_float32" and job["batch"] == 1 and job["shape"] == "static"
+    assert len(job["checkpoint_sha256"]) == 64 and job["overrides"] == ["precision=force_float32"]
+    assert on_disk["metrics"]["num_images"] == 6  # 2 held-out cars x 3 views
+    assert 0.0 <= on_disk["metrics"]["dice"] <= 1.0
+    assert {"export", "build", "inference", "total"} <= set(on_disk["timings"])
+    assert on_disk["versions"]["openvino"] and on_disk["compiled"]["inference_precision"] == "float32"
+    assert len(per_image(tmp_path / "job")) == 6
+
+
+def test_int8_job_is_really_int8(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("precision=qint8_mixed_float32"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["compiled"]["quantized_layer_share"] > 0.5
+    assert record["compiled"]["inference_precision"] == "float32"
+    assert record["data"]["calibration_images"] == 3
+    assert record["data"]["calibration_overlaps_eval"] is False
+
+
+def test_calibration_overlap_is_recorded(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("precision=qint8_mixed_float32", "data.split=all"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["data"]["calibration_overlaps_eval"] is True
+
+
+@pytest.mark.parametrize("overrides", [["batch=4"], ["batch=4", "shape=dynamic"], ["batch=5", "shape=dynamic",
+                                                                                     "shape.batch_min=5"]])
+def test_partial_batches_give_the_same_per_image_dice(tiny_job_cfg, tmp_path, overrides):
+    reference = run_job(tiny_job_cfg("batch=1"), tmp_path / "b1")
+    batched = run_job(tiny_job_cfg(*overrides), tmp_path / "bn")
+    assert batched["status"] == "completed", batched["error"]
+    ref, got = per_image(tmp_path / "b1"), per_image(tmp_path / "bn")
+    assert ref.keys() == got.keys()
+    assert max(abs(float(ref[k]) - float(got[k])) for k in ref) < 1e-4
+
+
+def test_float_type_the_cpu_lacks_is_refused_or_run(tiny_job_cfg, tmp_path):
+    native = OpenVINOEngine().native_float_types()
+    record = run_job(tiny_job_cfg("precision=force_bfloat16"), tmp_path / "strict")
+    if "bfloat16" in native:
+        assert record["status"] == "completed"
+        assert record["compiled"]["inference_precision"] == "bfloat16"
+    else:
+        assert record["status"] == "failed"
+        assert "no native bfloat16" in record["error"] and "strict_precision=false" in record["error"]
+        loose = run_job(tiny_job_cfg("precision=force_bfloat16", "strict_precision=false"), tmp_path / "loose")
+        assert loose["status"] == "completed"
+        assert loose["compiled"]["inference_precision"] == "float32"
+        assert any("not the requested bfloat16" in note for note in loose["notes"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["precision=qint16_mixed_float32"], "does not support precision=qint16_mixed_float32; supported: force_float32"),
+        (["batch=0"], "batch=0 must be a positive integer"),
+        (["shape=dynamic", "batch=65"], "outside the dynamic range 1..64"),
+        (["batch=7"], "larger than the 6 evaluation images"),
+        (["model.checkpoint=null"], "model.checkpoint is not set"),
+        (["data.root=null"], "data.root is not set"),
+        (["precision=qint8_mixed_float32", "calibration.num_samples=0"], "must be positive"),
+    ],
+)
+def test_failures_are_recorded_in_one_line(tiny_job_cfg, tmp_path, overrides, message):
+    record = run_job(tiny_job_cfg(*overrides), tmp_path / "job")
+    assert record["status"] == "failed"
+    assert message in record["error"] and "\n" not in record["error"]
+    assert json.loads((tmp_path / "job" / RESULT_FILE).read_text())["error"] == record["error"]
+
+
+def test_build_spec_static_and_dynamic(compose_cfg):
+    spec = build_spec(compose_cfg(["batch=4"]))
+    assert (spec.shape, spec.batch_dims, spec.input_hw) == ("static", (4, 4), (640, 959))
+    spec = build_spec(compose_cfg(["batch=4", "shape=dynamic"]))
+    assert spec.batch_dims == (1, 64)
+    with pytest.raises(PipelineError):
+        build_spec(compose_cfg(["batch=-1"]))
+
+
+@needs_carvana()
+@pytest.mark.parametrize("precision", ["force_float32", "qint8_mixed_float16"])
+def test_real_carvana_job(compose_cfg, tiny_checkpoint, tmp_path, precision):
+    cfg = compose_cfg([f"data.root={CARVANA}", f"model.checkpoint={tiny_checkpoint}", "model.base_width=4",
+                       "model.scale=0.1", "data.num_images=4", "calibration.num_samples=4", "progress=false",
+                       f"precision={precision}"])
+    record = run_job(cfg, tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["metrics"]["num_images"] == 4 and record["job"]["input_size"] == [128, 191]
+    assert record["data"]["eval_cars"] >= 2
+    if precision.startswith("qint8"):
+        assert record["compiled"]["quantized_layer_share"] > 0.5
+        assert record["data"]["calibration_overlaps_eval"] is False
+    assert OmegaConf.create(record["config"]).precision.mode == precision

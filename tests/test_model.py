@@ -1,0 +1,78 @@
+"""milesial-compatible UNet and checkpoint loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from unet_pipeline.errors import PipelineError
+from unet_pipeline.model import UNet, input_hw, load_unet
+
+from .conftest import write_checkpoint
+
+
+def model_cfg(**kw):
+    base = dict(name="t", n_channels=3, n_classes=2, bilinear=False, base_width=4, scale=0.5)
+    return OmegaConf.create({**base, **kw})
+
+
+def test_milesial_parameter_names_and_size():
+    keys = UNet().state_dict().keys()
+    for key in ("inc.double_conv.0.weight", "down4.maxpool_conv.1.double_conv.4.running_var",
+                "up1.up.weight", "up4.conv.double_conv.3.weight", "outc.conv.bias"):
+        assert key in keys
+    # milesial's README: 31.0 M parameters for the full model (bilinear=False)
+    assert sum(p.numel() for p in UNet().parameters()) == pytest.approx(31.04e6, rel=1e-3)
+
+
+def test_odd_width_output_matches_input():
+    out = UNet(base_width=4, bilinear=True).eval()(torch.zeros(1, 3, 40, 59))
+    assert out.shape == (1, 2, 40, 59)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    path = write_checkpoint(tmp_path / "c.pth", base_width=4)
+    net, mask_values = load_unet(model_cfg(), path)
+    assert mask_values == [0, 1]
+    assert torch.equal(net.state_dict()["outc.conv.weight"], torch.load(path)["outc.conv.weight"])
+    assert not net.training
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [(dict(base_width=8), "has shape"), (dict(bilinear=True), "missing keys|has shape"), (dict(n_classes=3), "has shape")],
+)
+def test_wrong_architecture_is_one_line(tmp_path, cfg, message):
+    path = write_checkpoint(tmp_path / "c.pth", base_width=4)
+    with pytest.raises(PipelineError, match=message) as info:
+        load_unet(model_cfg(**cfg), path)
+    assert "\n" not in str(info.value)
+
+
+def test_not_a_checkpoint_and_missing(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00garbage")
+    with pytest.raises(PipelineError, match="not a readable PyTorch file"):
+        load_unet(model_cfg(), junk)
+    with pytest.raises(PipelineError, match="checkpoint not found"):
+        load_unet(model_cfg(), tmp_path / "absent.pth")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_code_executing_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"inc.double_conv.0.weight": torch.zeros(1), "x": _Exploit()}, path, pickle_protocol=2)
+    with pytest.raises(PipelineError, match=r"needs code execution to load \(print\).*weights_only") as info:
+        load_unet(model_cfg(), path)
+    assert "\n" not in str(info.value)
+
+
+def test_input_size_from_scale():
+    data = OmegaConf.create(dict(frame_width=1918, frame_height=1280))
+    assert input_hw(model_cfg(scale=0.5), data) == (640, 959)
+    assert input_hw(model_cfg(scale=0.25), data) == (320, 479)

@@ -1,0 +1,85 @@
+"""The command line as users type it: single runs, -m sweeps, tables, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .conftest import run_cli, tiny_overrides
+
+
+def sweep_dir(cwd: Path) -> Path:
+    (found,) = (cwd / "outputs" / "multirun").iterdir()
+    return found
+
+
+def test_two_job_sweep_writes_a_two_row_table(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli("-m", "precision=force_float32,qint8_mixed_float32", *tiny_overrides(tiny_dataset, tiny_checkpoint),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = sweep_dir(tmp_path)
+    table = pd.read_csv(sweep / "results.csv")
+    assert list(table["job.precision"]) == ["force_float32", "qint8_mixed_float32"]
+    assert table["metrics.dice"].between(0, 1).all() and (table["status"] == "completed").all()
+    markdown = (sweep / "results.md").read_text()
+    assert "force_float32" in markdown and "qint8_mixed_float32" in markdown and "int8" in markdown
+    assert "2 jobs, 2 completed" in markdown
+
+
+def test_failing_job_is_a_row_and_the_sweep_exits_nonzero(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli("-m", "precision=qint16_mixed_float32,force_float32",
+                   *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "1 of 2 jobs did not complete" in proc.stderr
+    table = pd.read_csv(sweep_dir(tmp_path) / "results.csv")
+    assert list(table["status"]) == ["failed", "completed"]
+    assert "does not support precision=qint16_mixed_float32" in table["error"][0]
+    assert table["metrics.dice"][1] >= 0
+
+
+def test_aggregator_runs_on_its_own_and_survives_a_broken_record(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli("-m", "batch=1,2", *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = sweep_dir(tmp_path)
+    (sweep / "results.md").unlink()
+    proc = run_cli(str(sweep), module="unet_pipeline.results", cwd=tmp_path)
+    assert proc.returncode == 0 and (sweep / "results.md").is_file()
+    (sweep / "1" / "result.json").write_text('{"status": "compl')  # truncated on disk
+    proc = run_cli(str(sweep), module="unet_pipeline.results", cwd=tmp_path)
+    assert proc.returncode == 1
+    table = pd.read_csv(sweep / "results.csv")
+    assert list(table["status"]) == ["completed", "unreadable"]
+
+
+def test_single_run_prints_a_table_and_records(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli(*tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| openvino" in proc.stdout and "force_float32" in proc.stdout
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
+
+
+def test_single_run_error_is_one_line(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli(*tiny_overrides(tiny_dataset, tiny_checkpoint), "model.checkpoint=missing.pth", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: checkpoint not found: missing.pth (set model.checkpoint=<path to a .pth state_dict>)"
+    ]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_unknown_option_lists_the_choices(tmp_path):
+    proc = run_cli("precision=fp17", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Could not find 'precision/fp17'" in proc.stderr
+    assert "qint8_mixed_float16" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_user_config_group_via_searchpath(tmp_path, tiny_dataset, tiny_checkpoint):
+    (tmp_path / "my_conf" / "model").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "mine.yaml").write_text("name: mine\nbase_width: 4\nscale: 1.0\n")
+    proc = run_cli("model=mine", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "--cfg", "job", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "name: mine" in proc.stdout
