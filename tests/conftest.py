@@ -8,15 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
-from PIL import Image
 
+from unet_pipeline import synthetic
 from unet_pipeline.config import register_configs
 from unet_pipeline.model import UNet
 
@@ -35,22 +33,8 @@ def needs_carvana() -> pytest.MarkDecorator:
 
 
 def write_dataset(root: Path, cars: int = 4, views: int = 3, frame: tuple[int, int] = TINY_FRAME) -> Path:
-    """A Carvana-layout dataset: a bright ellipse ('car') on a noisy background, GIF masks in {0,1}."""
-    rng = np.random.default_rng(0)
-    (root / "imgs").mkdir(parents=True)
-    (root / "masks").mkdir()
-    w, h = frame
-    for car in range(cars):
-        for view in range(1, views + 1):
-            sample = f"car{car:03d}abc_{view:02d}"
-            mask = np.zeros((h, w), np.uint8)
-            center = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
-            cv2.ellipse(mask, center, (w // 4, h // 5), 0, 0, 360, 1, -1)
-            image = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
-            image[mask == 1] = (200, 60 + 40 * car, 40)
-            cv2.imwrite(str(root / "imgs" / f"{sample}.jpg"), image)
-            Image.fromarray(mask, mode="P").save(root / "masks" / f"{sample}_mask.gif")
-    return root
+    """A small Carvana-layout dataset from the project's synthetic generator (no external data needed)."""
+    return synthetic.write_dataset(root, cars=cars, views=views, frame=frame, seed=7)
 
 
 @pytest.fixture
@@ -88,6 +72,7 @@ def compose_cfg() -> Callable[..., DictConfig]:
 def tiny_overrides(data_root: Path, checkpoint: Path) -> list[str]:
     """Overrides that shrink a job to seconds: the generated frames, a width-4 UNet, no progress bars."""
     return [
+        "data=carvana",
         f"data.root={data_root}",
         f"model.checkpoint={checkpoint}",
         "model.base_width=4",

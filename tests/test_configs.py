@@ -18,13 +18,22 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes(compose_cfg, group, option):
     cfg = compose_cfg([f"{group}={option}"])
     assert cfg.batch >= 1
     assert cfg.engine._target_.startswith("unet_pipeline.engines.")
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes(compose_cfg, experiment):
+    """train_* overlays belong to the train task (`+experiment=`), the others to the pipeline."""
+    if experiment.startswith("train_"):
+        cfg = compose_cfg([f"+experiment={experiment}"], config_name="train")
+        assert cfg.train.epochs >= 1 and cfg.model.checkpoint is None
+    else:
+        cfg = compose_cfg([f"experiment={experiment}"])
+        assert cfg.engine._target_.startswith("unet_pipeline.engines.")
 
 
 def test_every_precision_mode_has_a_file():
@@ -36,8 +45,17 @@ def test_defaults(compose_cfg):
     assert cfg.precision.mode == PrecisionMode.force_float32
     assert (cfg.shape.mode.value, cfg.shape.batch_min, cfg.shape.batch_max) == ("static", 1, 64)
     assert cfg.calibration.num_samples == 50
-    assert cfg.data.split.value == "val" and cfg.data.val_fraction == 0.1
+    assert cfg.model.name == "unet_demo" and cfg.data.name == "demo" and cfg.data.synthetic.cars == 24
+    assert Path(cfg.model.checkpoint).name == "unet_demo.pth"
     assert cfg.device.name == "cpu" and cfg.engine._target_.endswith("OpenVINOEngine")
+
+
+@pytest.mark.parametrize("model", ["unet_carvana", "unet_carvana_small"])
+def test_carvana_models_bring_carvana_data(compose_cfg, model):
+    cfg = compose_cfg([f"model={model}"])
+    assert cfg.data.name == "carvana" and cfg.data.synthetic is None
+    assert cfg.data.split.value == "val" and cfg.data.val_fraction == 0.1
+    assert compose_cfg([f"model={model}", "data=demo"]).data.name == "demo"
 
 
 def test_unknown_group_option_lists_choices(compose_cfg):
@@ -65,11 +83,11 @@ def test_invalid_enum_lists_valid_values(compose_cfg):
 
 def test_data_root_defaults_to_env(compose_cfg, monkeypatch):
     monkeypatch.setenv("CARVANA_DATASETS_PATH", "/some/carvana")
-    cfg = compose_cfg()
+    cfg = compose_cfg(["data=carvana"])
     assert cfg.data.root == "/some/carvana"
     assert cfg.calibration.root == "/some/carvana"
     monkeypatch.delenv("CARVANA_DATASETS_PATH")
-    assert compose_cfg().data.root is None
+    assert compose_cfg(["data=carvana"]).data.root is None
 
 
 def test_experiment_overlay_is_global(compose_cfg):

@@ -41,7 +41,11 @@ def test_checkpoint_roundtrip(tmp_path):
 
 @pytest.mark.parametrize(
     ("cfg", "message"),
-    [(dict(base_width=8), "has shape"), (dict(bilinear=True), "missing keys|has shape"), (dict(n_classes=3), "has shape")],
+    [
+        (dict(base_width=8), "has shape"),
+        (dict(bilinear=True), "missing keys|has shape"),
+        (dict(n_classes=3), "has shape"),
+    ],
 )
 def test_wrong_architecture_is_one_line(tmp_path, cfg, message):
     path = write_checkpoint(tmp_path / "c.pth", base_width=4)

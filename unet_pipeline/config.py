@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from importlib.resources import files
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class PrecisionMode(str, Enum):
@@ -74,8 +75,18 @@ class DeviceConfig:
 
 
 @dataclass
+class SyntheticConfig:
+    """Generate the dataset at data.root on first use (unet_pipeline/synthetic.py)."""
+
+    cars: int = 24
+    views: int = 4
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
+    synthetic: SyntheticConfig | None = None
     root: str | None = None
     split: Split = Split.val
     val_fraction: float = 0.1
@@ -110,9 +121,41 @@ class PipelineConfig:
     tags: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TrainSettings:
+    epochs: int = 7
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    amp: str = "auto"
+    val_fraction: float = 0.1
+    hflip: bool = True
+    seed: int = 0
+    num_threads: int | None = None
+    max_images: int | None = None
+    init_checkpoint: str | None = None
+    resume: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainSettings = field(default_factory=TrainSettings)
+    tags: list[str] = field(default_factory=list)
+
+
+def bundled_checkpoint(name: str) -> str:
+    """Absolute path of a checkpoint shipped in the package (unet_pipeline/checkpoints/)."""
+    return str(files("unet_pipeline") / "checkpoints" / name)
+
+
 def register_configs() -> None:
-    """Register the schemas; conf/*.yaml name them in their defaults lists."""
+    """Register the schemas and the `${bundled:<file>}` resolver; conf/*.yaml name them."""
+    OmegaConf.register_new_resolver("bundled", bundled_checkpoint, replace=True)
     cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="pipeline_schema", node=PipelineConfig)
     # Engines differ in their settings, so each engine option names its own schema.
     cs.store(group="schema/engine", name="openvino", node=OpenVINOEngineConfig)

@@ -18,21 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import list_samples, select_calibration, select_eval
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
-from .model import file_sha256, input_hw, load_unet
+from .model import build_unet, file_sha256, input_hw, load_unet
 from .records import write_json
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_calibration
 from .stages.evaluate import Evaluation, evaluate
 from .stages.export import export_graph
+from .synthetic import ensure_configured
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+RANDOM_WEIGHTS = "random"
 PER_IMAGE_FILE = "per_image.csv"
 _LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
 
@@ -143,6 +146,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
+        ensure_configured(cfg.data)
         samples = list_samples(cfg.data.root, cfg.data)
         eval_samples = select_eval(samples, cfg.data)
         if len(eval_samples) < spec.batch:
@@ -177,10 +181,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
                 )
 
     with record.timed("load_model"):
-        if not cfg.model.checkpoint:
-            raise PipelineError("model.checkpoint is not set: pass model.checkpoint=<milesial-format .pth>")
-        net, _ = load_unet(cfg.model, cfg.model.checkpoint)
-        r["job"]["checkpoint_sha256"] = file_sha256(cfg.model.checkpoint)
+        net = _load_model(cfg.model, r)
 
     artifacts = out_dir / "artifacts"
     with record.timed("export"):
@@ -201,8 +202,30 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     _record_evaluation(r, evaluation, out_dir)
 
 
+def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
+    """The configured weights, or seeded random ones for `model.checkpoint=random` (speed-only runs)."""
+    checkpoint = model_cfg.checkpoint
+    if not checkpoint:
+        raise PipelineError(
+            f"model={model_cfg.name} has no weights: pass model.checkpoint=<milesial-format .pth> "
+            "(or model.checkpoint=random for a speed-only run)"
+        )
+    if checkpoint == RANDOM_WEIGHTS:
+        torch.manual_seed(0)
+        r["notes"].append("random weights (model.checkpoint=random): Dice not applicable")
+        return build_unet(model_cfg).eval()
+    net, _ = load_unet(model_cfg, checkpoint)
+    r["job"]["checkpoint_sha256"] = file_sha256(checkpoint)
+    return net
+
+
 def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None:
-    r["metrics"] = {"dice": round(ev.mean_dice, 6), "dice_min": round(min(ev.dice), 6), "num_images": len(ev.dice)}
+    scored = r["job"]["checkpoint"] != RANDOM_WEIGHTS  # Dice of random weights is no measurement
+    r["metrics"] = {
+        "dice": round(ev.mean_dice, 6) if scored else None,
+        "dice_min": round(min(ev.dice), 6) if scored else None,
+        "num_images": len(ev.dice),
+    }
     r["throughput"] = {
         "end_to_end_ips": round(len(ev.dice) / ev.seconds, 3) if ev.seconds else None,
         "engine_ips": round(len(ev.dice) / ev.engine_seconds, 3) if ev.engine_seconds else None,

@@ -21,6 +21,7 @@ CSV_FILE, MD_FILE = "results.csv", "results.md"
 # (column in the markdown table, flattened result.json key)
 MD_COLUMNS = [
     ("job", "job_dir"),
+    ("model", "job.model"),
     ("engine", "job.engine"),
     ("precision", "job.precision"),
     ("batch", "job.batch"),

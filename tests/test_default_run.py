@@ -1,0 +1,25 @@
+"""`python -m unet_pipeline` with no arguments on a fresh machine: synthetic demo data, bundled weights."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import run_cli
+
+
+def test_no_argument_run_works_anywhere(tmp_path):
+    env = {"CARVANA_DATASETS_PATH": ""}  # nothing from the environment: the demo must stand alone
+    proc = run_cli("progress=false", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["job"]["model"] == "unet_demo" and record["data"]["root"] == "outputs/demo_data"
+    assert record["metrics"]["num_images"] == 24
+    assert record["metrics"]["dice"] >= 0.97
+    assert "| unet_demo" in proc.stdout and "| openvino" in proc.stdout and "force_float32" in proc.stdout
+    # the generated data is reused, never regenerated, on the next run
+    marker = next((tmp_path / "outputs" / "demo_data").glob(".complete-v*"))
+    again = run_cli("progress=false", "precision=qint8_mixed_float32", "calibration.num_samples=16", cwd=tmp_path,
+                    env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert marker.is_file()

@@ -1,0 +1,76 @@
+"""The train task: milesial-format checkpoints, car-disjoint splits, resume, and the bundled weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unet_pipeline.config import bundled_checkpoint
+from unet_pipeline.data import list_samples, select_eval
+from unet_pipeline.job import run_job
+from unet_pipeline.train import train, train_val_samples
+
+from .conftest import TINY_FRAME, write_dataset
+
+TINY_TRAIN = [
+    "model=unet_demo",
+    "model.checkpoint=null",
+    "model.base_width=4",
+    "model.scale=1.0",
+    "data=carvana",
+    f"data.frame_width={TINY_FRAME[0]}",
+    f"data.frame_height={TINY_FRAME[1]}",
+    "data.val_fraction=0.2",
+    "train.val_fraction=0.2",
+    "train.batch_size=4",
+    "train.progress=false",
+]
+
+
+@pytest.fixture
+def train_data(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "data", cars=10, views=2)
+
+
+def test_three_way_car_split(compose_cfg, train_data):
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}"], config_name="train")
+    samples = list_samples(cfg.data.root, cfg.data)
+    evaluation = {s.car for s in select_eval(samples, cfg.data)}
+    train_set, val_set = train_val_samples(samples, cfg)
+    train_cars, val_cars = {s.car for s in train_set}, {s.car for s in val_set}
+    assert evaluation and train_cars and val_cars
+    assert not (evaluation & train_cars) and not (evaluation & val_cars) and not (train_cars & val_cars)
+
+
+def test_train_writes_milesial_checkpoints_and_resumes(compose_cfg, train_data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.epochs=2"], config_name="train")
+    summary = train(cfg, out)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    best = torch.load(out / "best.pth", weights_only=True)
+    assert best["mask_values"] == [0, 1] and "inc.double_conv.0.weight" in best
+    assert json.loads((out / "train.json").read_text())["best_val_dice"] == summary["best_val_dice"]
+
+    more = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3", f"train.resume={out / 'last.pth'}"],
+                       config_name="train")
+    resumed = train(more, out)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][:2] == summary["history"]
+
+    # the pipeline evaluates what training wrote
+    job = compose_cfg(["model.base_width=4", "model.scale=1.0", "data=carvana", f"data.root={train_data}",
+                       f"data.frame_width={TINY_FRAME[0]}", f"data.frame_height={TINY_FRAME[1]}",
+                       f"model.checkpoint={out / 'best.pth'}", "progress=false"])
+    assert run_job(job, tmp_path / "job")["status"] == "completed"
+
+
+@pytest.mark.parametrize(("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16)])
+def test_bundled_checkpoints_are_small_milesial_files(name, limit_mb):
+    path = Path(bundled_checkpoint(name))
+    assert path.is_file(), f"{name} is not bundled"
+    assert path.stat().st_size < limit_mb * 1e6
+    assert torch.load(path, weights_only=True)["mask_values"] == [0, 1]

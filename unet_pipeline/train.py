@@ -1,0 +1,182 @@
+"""`python -m unet_pipeline.train [overrides]`: train the UNet on a Carvana-layout dataset.
+
+milesial's recipe (cross-entropy + Dice loss, mixed precision, validation Dice every epoch, best
+checkpoint kept) with AdamW + one-cycle LR. Cars are split three ways by the same stable hash the
+pipeline uses: the pipeline's evaluation cars are never seen here, training-validation cars (for picking
+the best epoch) are disjoint from training cars. Checkpoints are milesial format (state_dict +
+`mask_values`); `last.pth` also carries optimizer and scheduler state for resuming.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from .config import register_configs
+from .data import Sample, held_out_cars, list_samples, load_pair, select_eval
+from .errors import PipelineError
+from .metrics import dice_per_image, predict_labels
+from .model import build_unet, input_hw, load_unet
+from .records import write_json
+from .synthetic import ensure_configured
+
+log = logging.getLogger(__name__)
+MASK_VALUES = [0, 1]
+
+
+def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation) over the cars the pipeline does not evaluate on; the two share no car."""
+    eval_cars = {s.car for s in select_eval(samples, cfg.data)} if cfg.data.split == "val" else set()
+    pool = [s for s in samples if s.car not in eval_cars]
+    val_cars = held_out_cars({s.car for s in pool}, cfg.train.val_fraction)
+    train = [s for s in pool if s.car not in val_cars]
+    val = [s for s in pool if s.car in val_cars]
+    if cfg.train.max_images:
+        train = train[: cfg.train.max_images]
+        val = val[: max(1, cfg.train.max_images // 4)]
+    if not train or not val:
+        raise PipelineError(f"too few cars to train: {len(train)} training and {len(val)} validation images")
+    return train, val
+
+
+def load_arrays(samples: list[Sample], hw: tuple[int, int], progress: bool, desc: str):
+    """Decode and preprocess once, exactly as inference does; epochs then read from memory."""
+    pairs = [load_pair(s, hw) for s in tqdm(samples, desc=desc, disable=not progress)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.int64)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """milesial's multiclass Dice loss: 1 - mean over classes of the batch-reduced soft Dice."""
+    probs = F.softmax(logits.float(), dim=1).flatten(0, 1)
+    one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float().flatten(0, 1)
+    inter = 2 * (probs * one_hot).sum()
+    sets = probs.sum() + one_hot.sum()
+    return 1 - (inter + eps) / (sets + eps)
+
+
+def use_bf16(mode: str) -> bool:
+    """bf16 autocast where the CPU has native bf16 (AMX/AVX512-BF16); emulated bf16 is slower than fp32."""
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if mode == "bf16" and not native:
+        raise PipelineError("train.amp=bf16 but this CPU has no native bf16; use train.amp=auto or off")
+    return mode == "bf16" or (mode == "auto" and native)
+
+
+@torch.no_grad()
+def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> float:
+    """Mean per-image Dice, computed as the pipeline computes it."""
+    net.eval()
+    scores = []
+    for i in range(0, len(images), batch):
+        logits = net(torch.from_numpy(images[i : i + batch])).float().numpy()
+        scores.append(dice_per_image(predict_labels(logits), masks[i : i + batch]))
+    net.train()
+    return float(np.concatenate(scores).mean())
+
+
+def save_milesial(net: torch.nn.Module, path: Path) -> None:
+    """state_dict + mask_values: loadable by the pipeline and by milesial's predict.py."""
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    state["mask_values"] = MASK_VALUES
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    hw = input_hw(cfg.model, cfg.data)
+    ensure_configured(cfg.data)
+    samples = list_samples(cfg.data.root, cfg.data)
+    train_set, val_set = train_val_samples(samples, cfg)
+    log.info("training on %d images (%d cars), validating on %d images (%d cars), input %dx%d",
+             len(train_set), len({s.car for s in train_set}), len(val_set), len({s.car for s in val_set}), *hw)
+    x_train, y_train = load_arrays(train_set, hw, tc.progress, "loading train")
+    x_val, y_val = load_arrays(val_set, hw, tc.progress, "loading val")
+
+    net = build_unet(cfg.model)
+    if tc.init_checkpoint:
+        net, _ = load_unet(cfg.model, tc.init_checkpoint)
+    net = net.to(memory_format=torch.channels_last).train()  # ~30% faster convolutions on CPU
+    steps_per_epoch = math.ceil(len(x_train) / tc.batch_size)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    start_epoch, best = 0, -1.0
+    if tc.resume:
+        state = torch.load(tc.resume, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"], state["best_dice"], state["history"]
+        log.info("resumed from %s after epoch %d (best Dice %.4f)", tc.resume, start_epoch, best)
+    bf16 = use_bf16(tc.amp)
+    rng = np.random.default_rng(tc.seed + start_epoch)
+
+    for epoch in range(start_epoch, tc.epochs):
+        t0, losses = time.perf_counter(), []
+        order = rng.permutation(len(x_train))
+        bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}",
+                   disable=not tc.progress)
+        for i in bar:
+            idx = np.sort(order[i : i + tc.batch_size])
+            x, y = torch.from_numpy(x_train[idx]), torch.from_numpy(y_train[idx])
+            x = x.contiguous(memory_format=torch.channels_last)
+            if tc.hflip and rng.random() < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(best, 0):.4f}")
+        val_dice = validate(net, x_val, y_val, tc.batch_size)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice,
+                        "seconds": time.perf_counter() - t0})
+        if val_dice > best:
+            best = val_dice
+            save_milesial(net, out_dir / "best.pth")
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_dice": best,
+                    "history": history}, out_dir / "last.tmp")
+        (out_dir / "last.tmp").replace(out_dir / "last.pth")
+        log.info("epoch %d: loss %.4f, validation Dice %.4f (best %.4f), %.0f s", epoch + 1,
+                 history[-1]["loss"], val_dice, best, history[-1]["seconds"])
+    summary = {"best_val_dice": best, "history": history, "bf16_autocast": bf16, "input_size": list(hw),
+               "train_images": len(train_set), "val_images": len(val_set),
+               "config": OmegaConf.to_container(cfg, resolve=True)}
+    write_json(out_dir / "train.json", summary)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = train(cfg, out_dir)
+    except PipelineError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoint: {out_dir / 'best.pth'}")
+
+
+register_configs()
+
+if __name__ == "__main__":
+    main()
