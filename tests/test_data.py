@@ -22,8 +22,9 @@ from .conftest import CARVANA, needs_carvana, write_dataset
 
 
 def data_cfg(**kw):
-    base = dict(split="val", val_fraction=0.5, num_images=None, images_dir="imgs", masks_dir="masks",
-                mask_suffix="_mask")
+    base = dict(
+        split="val", val_fraction=0.5, num_images=None, images_dir="imgs", masks_dir="masks", mask_suffix="_mask"
+    )
     return OmegaConf.create({**base, **kw})
 
 
@@ -73,9 +74,7 @@ def test_calibration_overlap_is_flagged_not_hidden(tiny_dataset):
         select_calibration(samples, everything, 99, seed=0)
 
 
-@pytest.mark.parametrize(
-    ("root", "message"), [(None, "data.root is not set"), ("/nonexistent", "not a directory")]
-)
+@pytest.mark.parametrize(("root", "message"), [(None, "data.root is not set"), ("/nonexistent", "not a directory")])
 def test_missing_root(root, message):
     with pytest.raises(PipelineError, match=message):
         list_samples(root, data_cfg())
@@ -131,3 +130,30 @@ def test_real_carvana_layout():
     assert len({s.car for s in evaluation}) == round(len(cars) * 0.1)
     image, mask = load_pair(evaluation[0], (640, 959))
     assert image.shape == (3, 640, 959) and 0.05 < mask.mean() < 0.6
+
+
+def test_demo_generation_never_touches_a_users_dataset(tiny_dataset):
+    from unet_pipeline.synthetic import ensure_configured, is_generated
+
+    before = sorted(p.name for p in (tiny_dataset / "imgs").iterdir())
+    cfg = OmegaConf.create(
+        dict(root=str(tiny_dataset), synthetic=dict(cars=2, views=1, seed=0), frame_width=96, frame_height=64)
+    )
+    assert ensure_configured(cfg) is False
+    assert sorted(p.name for p in (tiny_dataset / "imgs").iterdir()) == before and not is_generated(tiny_dataset)
+
+
+def test_demo_generation_is_deterministic_and_cached(tmp_path):
+    from unet_pipeline.synthetic import ensure_configured
+
+    cfg = OmegaConf.create(
+        dict(root=str(tmp_path / "demo"), synthetic=dict(cars=2, views=2, seed=3), frame_width=96, frame_height=64)
+    )
+    assert ensure_configured(cfg) is True
+    first = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "masks").iterdir()}
+    stamp = (tmp_path / "demo" / "imgs").stat().st_mtime_ns
+    ensure_configured(cfg)
+    assert (tmp_path / "demo" / "imgs").stat().st_mtime_ns == stamp  # reused, not regenerated
+    ensure_configured(OmegaConf.merge(cfg, {"root": str(tmp_path / "again")}))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "again" / "masks").iterdir()} == first
+    assert len(first) == 4 and all(len(list_samples(str(tmp_path / d), data_cfg())) == 4 for d in ("demo", "again"))

@@ -19,7 +19,8 @@ def test_no_argument_run_works_anywhere(tmp_path):
     assert "| unet_demo" in proc.stdout and "| openvino" in proc.stdout and "force_float32" in proc.stdout
     # the generated data is reused, never regenerated, on the next run
     marker = next((tmp_path / "outputs" / "demo_data").glob(".complete-v*"))
-    again = run_cli("progress=false", "precision=qint8_mixed_float32", "calibration.num_samples=16", cwd=tmp_path,
-                    env=env)
+    again = run_cli(
+        "progress=false", "precision=qint8_mixed_float32", "calibration.num_samples=16", cwd=tmp_path, env=env
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert marker.is_file()

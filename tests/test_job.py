@@ -82,8 +82,9 @@ def test_calibration_overlap_is_recorded(tiny_job_cfg, tmp_path):
     assert record["data"]["calibration_overlaps_eval"] is True
 
 
-@pytest.mark.parametrize("overrides", [["batch=4"], ["batch=4", "shape=dynamic"], ["batch=5", "shape=dynamic",
-                                                                                     "shape.batch_min=5"]])
+@pytest.mark.parametrize(
+    "overrides", [["batch=4"], ["batch=4", "shape=dynamic"], ["batch=5", "shape=dynamic", "shape.batch_min=5"]]
+)
 def test_partial_batches_give_the_same_per_image_dice(tiny_job_cfg, tmp_path, overrides):
     run_job(tiny_job_cfg("batch=1"), tmp_path / "b1")
     batched = run_job(tiny_job_cfg(*overrides), tmp_path / "bn")
@@ -139,9 +140,18 @@ def test_build_spec_static_and_dynamic(compose_cfg):
 @needs_carvana()
 @pytest.mark.parametrize("precision", ["force_float32", "qint8_mixed_float16"])
 def test_real_carvana_job(compose_cfg, tiny_checkpoint, tmp_path, precision):
-    cfg = compose_cfg([f"data.root={CARVANA}", f"model.checkpoint={tiny_checkpoint}", "model.base_width=4",
-                       "model.scale=0.1", "data.num_images=4", "calibration.num_samples=4", "progress=false",
-                       f"precision={precision}"])
+    cfg = compose_cfg(
+        [
+            f"data.root={CARVANA}",
+            f"model.checkpoint={tiny_checkpoint}",
+            "model.base_width=4",
+            "model.scale=0.1",
+            "data.num_images=4",
+            "calibration.num_samples=4",
+            "progress=false",
+            f"precision={precision}",
+        ]
+    )
     record = run_job(cfg, tmp_path / "job")
     assert record["status"] == "completed", record["error"]
     assert record["metrics"]["num_images"] == 4 and record["job"]["input_size"] == [128, 191]
@@ -150,3 +160,72 @@ def test_real_carvana_job(compose_cfg, tiny_checkpoint, tmp_path, precision):
         assert record["compiled"]["quantized_layer_share"] > 0.5
         assert record["data"]["calibration_overlaps_eval"] is False
     assert OmegaConf.create(record["config"]).precision.mode == precision
+
+
+def test_random_weights_give_speed_but_no_dice(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("model.checkpoint=random"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["metrics"]["dice"] is None and record["metrics"]["num_images"] == 6
+    assert record["throughput"]["end_to_end_ips"] > 0
+    assert any("Dice not applicable" in note for note in record["notes"])
+
+
+def test_model_without_weights_says_how_to_get_them(compose_cfg, tmp_path, tiny_dataset):
+    cfg = compose_cfg(["model=unet_carvana", f"data.root={tiny_dataset}", "progress=false"])
+    record = run_job(cfg, tmp_path / "job")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("model=unet_carvana has no weights: pass model.checkpoint=")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "torch"])
+def test_every_engine_gives_the_same_fp32_dice(tiny_job_cfg, tmp_path, engine):
+    run_job(tiny_job_cfg("engine=openvino", "batch=2", "shape=dynamic"), tmp_path / "ov")
+    other = run_job(tiny_job_cfg(f"engine={engine}", "batch=2", "shape=dynamic"), tmp_path / engine)
+    assert other["status"] == "completed", other["error"]
+    assert other["job"]["engine"] == engine and other["compiled"]["inference_precision"] == "float32"
+    ref, got = per_image(tmp_path / "ov"), per_image(tmp_path / engine)
+    assert max(abs(float(ref[k]) - float(got[k])) for k in ref) < 1e-4
+
+
+@pytest.mark.parametrize("shape", ["static", "dynamic"])
+def test_onnxruntime_int8_is_qdq_int8(tiny_job_cfg, tmp_path, shape):
+    record = run_job(
+        tiny_job_cfg("engine=onnxruntime", "precision=qint8_mixed_float32", "batch=4", f"shape={shape}"),
+        tmp_path / "job",
+    )
+    assert record["status"] == "completed", record["error"]
+    assert record["compiled"]["quantized_layer_share"] > 0.9
+    assert record["compiled"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_torch_bf16_really_computes_in_bf16(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("engine=torch", "precision=force_bfloat16"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["compiled"]["inference_precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["engine=onnxruntime", "precision=force_float16"], "CPU execution provider has no float16"),
+        (["engine=torch", "precision=qint8_mixed_float16"], "engine=torch does not support precision=qint8"),
+        (["device=cuda", "engine=onnxruntime"], "needs ONNX Runtime's CUDAExecutionProvider"),
+    ],
+)
+def test_engine_refusals_are_one_line(tiny_job_cfg, tmp_path, overrides, message):
+    record = run_job(tiny_job_cfg(*overrides), tmp_path / "job")
+    assert record["status"] == "failed" and message in record["error"] and "\n" not in record["error"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_gpu_is_refused(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("device=cuda"), tmp_path / "job")
+    assert record["status"] == "failed" and "sees no CUDA GPU" in record["error"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU visible to torch (CI is CPU-only)")
+@pytest.mark.parametrize("precision", ["force_float32", "force_float16"])
+def test_cuda_torch_job(tiny_job_cfg, tmp_path, precision):
+    record = run_job(tiny_job_cfg("device=cuda", f"precision={precision}"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["compiled"]["device"].startswith("cuda")

@@ -19,8 +19,13 @@ def model_cfg(**kw):
 
 def test_milesial_parameter_names_and_size():
     keys = UNet().state_dict().keys()
-    for key in ("inc.double_conv.0.weight", "down4.maxpool_conv.1.double_conv.4.running_var",
-                "up1.up.weight", "up4.conv.double_conv.3.weight", "outc.conv.bias"):
+    for key in (
+        "inc.double_conv.0.weight",
+        "down4.maxpool_conv.1.double_conv.4.running_var",
+        "up1.up.weight",
+        "up4.conv.double_conv.3.weight",
+        "outc.conv.bias",
+    ):
         assert key in keys
     # milesial's README: 31.0 M parameters for the full model (bilinear=False)
     assert sum(p.numel() for p in UNet().parameters()) == pytest.approx(31.04e6, rel=1e-3)

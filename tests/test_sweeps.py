@@ -16,8 +16,12 @@ def sweep_dir(cwd: Path) -> Path:
 
 
 def test_two_job_sweep_writes_a_two_row_table(tmp_path, tiny_dataset, tiny_checkpoint):
-    proc = run_cli("-m", "precision=force_float32,qint8_mixed_float32", *tiny_overrides(tiny_dataset, tiny_checkpoint),
-                   cwd=tmp_path)
+    proc = run_cli(
+        "-m",
+        "precision=force_float32,qint8_mixed_float32",
+        *tiny_overrides(tiny_dataset, tiny_checkpoint),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sweep = sweep_dir(tmp_path)
     table = pd.read_csv(sweep / "results.csv")
@@ -29,8 +33,12 @@ def test_two_job_sweep_writes_a_two_row_table(tmp_path, tiny_dataset, tiny_check
 
 
 def test_failing_job_is_a_row_and_the_sweep_exits_nonzero(tmp_path, tiny_dataset, tiny_checkpoint):
-    proc = run_cli("-m", "precision=qint16_mixed_float32,force_float32",
-                   *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    proc = run_cli(
+        "-m",
+        "precision=qint16_mixed_float32,force_float32",
+        *tiny_overrides(tiny_dataset, tiny_checkpoint),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     assert "1 of 2 jobs did not complete" in proc.stderr
     table = pd.read_csv(sweep_dir(tmp_path) / "results.csv")
@@ -83,3 +91,20 @@ def test_user_config_group_via_searchpath(tmp_path, tiny_dataset, tiny_checkpoin
     proc = run_cli("model=mine", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "--cfg", "job", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "name: mine" in proc.stdout
+
+
+def test_one_sweep_across_engines(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli(
+        "-m",
+        "engine=openvino,onnxruntime,torch",
+        "precision=force_float32,qint8_mixed_float16",
+        *tiny_overrides(tiny_dataset, tiny_checkpoint),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1  # torch has no int8: a failed row, not a crash
+    table = pd.read_csv(sweep_dir(tmp_path) / "results.csv")
+    assert len(table) == 6
+    failed = table[table["status"] == "failed"]
+    assert list(zip(failed["job.engine"], failed["job.precision"], strict=True)) == [("torch", "qint8_mixed_float16")]
+    fp32 = table[table["job.precision"] == "force_float32"]["metrics.dice"]
+    assert fp32.max() - fp32.min() < 1e-4

@@ -55,16 +55,27 @@ def test_train_writes_milesial_checkpoints_and_resumes(compose_cfg, train_data, 
     assert best["mask_values"] == [0, 1] and "inc.double_conv.0.weight" in best
     assert json.loads((out / "train.json").read_text())["best_val_dice"] == summary["best_val_dice"]
 
-    more = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3", f"train.resume={out / 'last.pth'}"],
-                       config_name="train")
+    more = compose_cfg(
+        [*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3", f"train.resume={out / 'last.pth'}"],
+        config_name="train",
+    )
     resumed = train(more, out)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert resumed["history"][:2] == summary["history"]
 
     # the pipeline evaluates what training wrote
-    job = compose_cfg(["model.base_width=4", "model.scale=1.0", "data=carvana", f"data.root={train_data}",
-                       f"data.frame_width={TINY_FRAME[0]}", f"data.frame_height={TINY_FRAME[1]}",
-                       f"model.checkpoint={out / 'best.pth'}", "progress=false"])
+    job = compose_cfg(
+        [
+            "model.base_width=4",
+            "model.scale=1.0",
+            "data=carvana",
+            f"data.root={train_data}",
+            f"data.frame_width={TINY_FRAME[0]}",
+            f"data.frame_height={TINY_FRAME[1]}",
+            f"model.checkpoint={out / 'best.pth'}",
+            "progress=false",
+        ]
+    )
     assert run_job(job, tmp_path / "job")["status"] == "completed"
 
 

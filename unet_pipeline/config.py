@@ -107,6 +107,24 @@ class OpenVINOEngineConfig:
 
 
 @dataclass
+class OnnxRuntimeEngineConfig:
+    _target_: str = "unet_pipeline.engines.onnxruntime.OnnxRuntimeEngine"
+    graph_optimization_level: str = "all"
+    intra_op_num_threads: int | None = None
+    inter_op_num_threads: int | None = None
+    activation_type: str = "uint8"
+    per_channel: bool = True
+
+
+@dataclass
+class TorchEngineConfig:
+    _target_: str = "unet_pipeline.engines.pytorch.TorchEngine"
+    compile: bool = False
+    freezing: bool = True
+    compile_mode: str = "default"
+
+
+@dataclass
 class PipelineConfig:
     model: ModelConfig = MISSING
     precision: PrecisionConfig = MISSING
@@ -159,3 +177,5 @@ def register_configs() -> None:
     cs.store(name="pipeline_schema", node=PipelineConfig)
     # Engines differ in their settings, so each engine option names its own schema.
     cs.store(group="schema/engine", name="openvino", node=OpenVINOEngineConfig)
+    cs.store(group="schema/engine", name="onnxruntime", node=OnnxRuntimeEngineConfig)
+    cs.store(group="schema/engine", name="torch", node=TorchEngineConfig)

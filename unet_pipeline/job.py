@@ -146,7 +146,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
-        ensure_configured(cfg.data)
+        generated = ensure_configured(cfg.data)
         samples = list_samples(cfg.data.root, cfg.data)
         eval_samples = select_eval(samples, cfg.data)
         if len(eval_samples) < spec.batch:
@@ -157,6 +157,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         r["data"] = {
             "root": cfg.data.root,
             "split": str(cfg.data.split.value),
+            "generated": generated,
             "eval_cars": len({s.car for s in eval_samples}),
         }
         calib_samples = None
@@ -173,6 +174,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
                 calibration_root=cfg.calibration.root,
                 calibration_images=len(calib_samples),
                 calibration_overlaps_eval=overlaps,
+                calibration_ids=[c.id for c in calib_samples],
             )
             if overlaps:
                 log.warning(

@@ -55,7 +55,8 @@ def load_records(root: Path) -> list[dict[str, Any]]:
             record = {"status": "missing", "error": "no result.json (job killed or still running)"}
         except (OSError, json.JSONDecodeError) as exc:
             record = {"status": "unreadable", "error": f"result.json unreadable ({type(exc).__name__})"}
-        record["job_dir"] = str(job_dir.relative_to(root)) or "."
+        relative = str(job_dir.relative_to(root))
+        record["job_dir"] = job_dir.name if relative == "." else relative
         records.append(record)
     return records
 

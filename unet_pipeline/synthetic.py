@@ -10,6 +10,7 @@ as Carvana's do.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import PipelineError
+log = logging.getLogger(__name__)
 
 FRAME = (1918, 1280)  # Carvana width, height
 VERSION = 1  # bump when drawing changes, so cached demo data is regenerated
@@ -39,8 +40,18 @@ class CarStyle:
 
 
 def _car_style(rng: np.random.Generator) -> CarStyle:
-    palette = [(200, 30, 30), (30, 60, 170), (235, 235, 235), (25, 25, 25), (150, 150, 155), (40, 120, 60),
-               (230, 180, 40), (120, 20, 60), (90, 60, 40), (180, 200, 220)]
+    palette = [
+        (200, 30, 30),
+        (30, 60, 170),
+        (235, 235, 235),
+        (25, 25, 25),
+        (150, 150, 155),
+        (40, 120, 60),
+        (230, 180, 40),
+        (120, 20, 60),
+        (90, 60, 40),
+        (180, 200, 220),
+    ]
     base = np.array(palette[rng.integers(len(palette))]) + rng.integers(-20, 21, 3)
     return CarStyle(
         color=tuple(int(c) for c in np.clip(base, 0, 255)),
@@ -73,16 +84,35 @@ def _car_polygons(style: CarStyle, view: int, w: int, h: int, floor_y: int, rng:
     bottom = floor_y - style.wheel * body_h * 0.6
     left, right, top = cx - length / 2, cx + length / 2, bottom - body_h
     bevel = body_h * 0.35
-    body = np.array([[left, bottom], [left, top + bevel], [left + bevel, top], [right - bevel, top],
-                     [right, top + bevel * 0.6], [right, bottom]])
+    body = np.array(
+        [
+            [left, bottom],
+            [left, top + bevel],
+            [left + bevel, top],
+            [right - bevel, top],
+            [right, top + bevel * 0.6],
+            [right, bottom],
+        ]
+    )
     cabin_len, roof_h = length * style.cabin, body_h * style.roof
     c_left = cx - cabin_len / 2 + (0.0 if view % 4 >= 2 else (-1) ** view * length * 0.05)
-    cabin = np.array([[c_left, top + 2], [c_left + cabin_len * 0.22, top - roof_h],
-                      [c_left + cabin_len * 0.8, top - roof_h], [c_left + cabin_len, top + 2]])
+    cabin = np.array(
+        [
+            [c_left, top + 2],
+            [c_left + cabin_len * 0.22, top - roof_h],
+            [c_left + cabin_len * 0.8, top - roof_h],
+            [c_left + cabin_len, top + 2],
+        ]
+    )
     inset = roof_h * 0.18
-    window = np.array([[c_left + inset * 1.6, top - 2], [c_left + cabin_len * 0.22 + inset * 0.6, top - roof_h + inset],
-                       [c_left + cabin_len * 0.8 - inset * 0.6, top - roof_h + inset],
-                       [c_left + cabin_len - inset * 1.6, top - 2]])
+    window = np.array(
+        [
+            [c_left + inset * 1.6, top - 2],
+            [c_left + cabin_len * 0.22 + inset * 0.6, top - roof_h + inset],
+            [c_left + cabin_len * 0.8 - inset * 0.6, top - roof_h + inset],
+            [c_left + cabin_len - inset * 1.6, top - 2],
+        ]
+    )
     radius = style.wheel * body_h
     if view % 4 == 2:
         wheels = [(left + radius * 0.9, bottom, radius * 0.55), (right - radius * 0.9, bottom, radius * 0.55)]
@@ -123,8 +153,9 @@ def render(car_seed: int, view: int, frame: tuple[int, int] = FRAME) -> tuple[np
     top = int(body[:, 1].min())
     for _ in range(2):
         y0 = int(rng.uniform(top, body[:, 1].max()))
-        cv2.line(streak, (int(body[:, 0].min()), y0), (int(body[:, 0].max()), y0 - int(h * 0.02)), 1.0,
-                 max(1, h // 150))
+        cv2.line(
+            streak, (int(body[:, 0].min()), y0), (int(body[:, 0].max()), y0 - int(h * 0.02)), 1.0, max(1, h // 150)
+        )
     streak = cv2.GaussianBlur(streak, (0, 0), sigmaX=max(1.0, w / 400)) * mask
     noise = rng.normal(0, 4, (h // 4 + 1, w // 4 + 1, 3)).astype(np.float32)
     noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_NEAREST)
@@ -146,24 +177,29 @@ def write_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = FR
         for view in range(views):
             img, mask = render(seed * 100_003 + car, view, frame)
             sample = f"{name}_{view + 1:02d}"
-            cv2.imwrite(str(root / "imgs" / f"{sample}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            cv2.imwrite(
+                str(root / "imgs" / f"{sample}.jpg"),
+                cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 92],
+            )
             Image.fromarray(mask, mode="P").save(root / "masks" / f"{sample}_mask.gif")
     return root
 
 
+def is_generated(root: Path) -> bool:
+    return any(root.glob(".complete-v*"))
+
+
 def ensure_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = FRAME, seed: int = 0) -> Path:
-    """Generate the dataset once: into a temp dir, then renamed, so an interrupted run leaves nothing half-made."""
+    """Generate the dataset once: into a temp dir, then renamed, so an interrupted run leaves nothing half-made.
+
+    Only a directory this module generated is ever replaced (when its version or size differs).
+    """
     marker = root / f".complete-v{VERSION}-{cars}x{views}-{frame[0]}x{frame[1]}-{seed}"
     if marker.is_file():
         return root
-    if root.exists() and any(root.iterdir()):
-        if not any(root.glob(".complete-v*")):  # never delete what this module did not generate
-            raise PipelineError(
-                f"data.root={root} already holds files that are not generated demo data; "
-                "to evaluate a dataset of your own use data=carvana data.root=<dir>"
-            )
-        shutil.rmtree(root)  # an older or differently sized generated set
+    if root.exists():
+        shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
@@ -176,9 +212,20 @@ def ensure_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = F
     return root
 
 
-def ensure_configured(data_cfg) -> None:
-    """Generate the dataset at data.root if the data config asks for a synthetic one (data=demo)."""
+def ensure_configured(data_cfg) -> bool:
+    """Generate the dataset at data.root when the data config asks for a synthetic one (data=demo).
+
+    Returns whether data.root holds generated data. A data.root that already holds a dataset this module
+    did not generate (e.g. `data.root=<carvana dir>` with the default data group) is used as it is and
+    never touched.
+    """
     spec = data_cfg.get("synthetic")
-    if spec and data_cfg.root:
-        frame = (data_cfg.frame_width, data_cfg.frame_height)
-        ensure_dataset(Path(data_cfg.root), spec.cars, spec.views, frame, spec.seed)
+    if not spec or not data_cfg.root:
+        return False
+    root = Path(data_cfg.root)
+    if root.exists() and any(root.iterdir()) and not is_generated(root):
+        log.info("data.root=%s holds a dataset of its own: evaluating it as it is (nothing generated)", root)
+        return False
+    frame = (data_cfg.frame_width, data_cfg.frame_height)
+    ensure_dataset(root, spec.cars, spec.views, frame, spec.seed)
+    return True

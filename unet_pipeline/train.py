@@ -103,8 +103,14 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     ensure_configured(cfg.data)
     samples = list_samples(cfg.data.root, cfg.data)
     train_set, val_set = train_val_samples(samples, cfg)
-    log.info("training on %d images (%d cars), validating on %d images (%d cars), input %dx%d",
-             len(train_set), len({s.car for s in train_set}), len(val_set), len({s.car for s in val_set}), *hw)
+    log.info(
+        "training on %d images (%d cars), validating on %d images (%d cars), input %dx%d",
+        len(train_set),
+        len({s.car for s in train_set}),
+        len(val_set),
+        len({s.car for s in val_set}),
+        *hw,
+    )
     x_train, y_train = load_arrays(train_set, hw, tc.progress, "loading train")
     x_val, y_val = load_arrays(val_set, hw, tc.progress, "loading val")
 
@@ -130,8 +136,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     for epoch in range(start_epoch, tc.epochs):
         t0, losses = time.perf_counter(), []
         order = rng.permutation(len(x_train))
-        bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}",
-                   disable=not tc.progress)
+        bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
         for i in bar:
             idx = np.sort(order[i : i + tc.batch_size])
             x, y = torch.from_numpy(x_train[idx]), torch.from_numpy(y_train[idx])
@@ -148,20 +153,46 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(best, 0):.4f}")
         val_dice = validate(net, x_val, y_val, tc.batch_size)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice,
-                        "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "val_dice": val_dice,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if val_dice > best:
             best = val_dice
             save_milesial(net, out_dir / "best.pth")
-        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_dice": best,
-                    "history": history}, out_dir / "last.tmp")
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "best_dice": best,
+                "history": history,
+            },
+            out_dir / "last.tmp",
+        )
         (out_dir / "last.tmp").replace(out_dir / "last.pth")
-        log.info("epoch %d: loss %.4f, validation Dice %.4f (best %.4f), %.0f s", epoch + 1,
-                 history[-1]["loss"], val_dice, best, history[-1]["seconds"])
-    summary = {"best_val_dice": best, "history": history, "bf16_autocast": bf16, "input_size": list(hw),
-               "train_images": len(train_set), "val_images": len(val_set),
-               "config": OmegaConf.to_container(cfg, resolve=True)}
+        log.info(
+            "epoch %d: loss %.4f, validation Dice %.4f (best %.4f), %.0f s",
+            epoch + 1,
+            history[-1]["loss"],
+            val_dice,
+            best,
+            history[-1]["seconds"],
+        )
+    summary = {
+        "best_val_dice": best,
+        "history": history,
+        "bf16_autocast": bf16,
+        "input_size": list(hw),
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
     write_json(out_dir / "train.json", summary)
     return summary
 

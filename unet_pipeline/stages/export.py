@@ -31,7 +31,49 @@ def _openvino_ir(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     return path
 
 
-EXPORTERS = {"openvino_ir": _openvino_ir}
+def _example_and_dims(spec: BuildSpec) -> tuple[torch.Tensor, dict | None]:
+    """Example input and torch.export dynamic shapes for the batch dim.
+
+    torch.export specialises a dim whose example size is 1, so a dynamic batch is traced at size >= 2.
+    """
+    h, w = spec.input_hw
+    low, high = spec.batch_dims
+    if spec.shape != "dynamic" or low == high:
+        return torch.zeros(spec.batch, spec.channels, h, w), None
+    batch = torch.export.Dim("batch", min=low, max=high)
+    return torch.zeros(max(2, low), spec.channels, h, w), {"x": {0: batch}}
+
+
+def _onnx(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
+    """ONNX (opset 18) via the torch.export-based exporter; H and W fixed, batch static or dynamic."""
+    example, dims = _example_and_dims(spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            dynamo=True,
+            dynamic_shapes=dims,
+            opset_version=18,
+            input_names=["input"],
+            output_names=["logits"],
+            verbose=False,
+        )
+    return path
+
+
+def _torch_export(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
+    """A torch.export ExportedProgram (.pt2): the graph the torch engine runs or compiles."""
+    example, dims = _example_and_dims(spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.pt2"
+    torch.export.save(torch.export.export(net, (example,), dynamic_shapes=dims), str(path))
+    return path
+
+
+EXPORTERS = {"openvino_ir": _openvino_ir, "onnx": _onnx, "torch_export": _torch_export}
 
 
 def export_graph(net: torch.nn.Module, export_format: str, spec: BuildSpec, out_dir: Path) -> Path:

@@ -1,0 +1,51 @@
+"""Every engine x precision on one fixed batch of images, against PyTorch fp32."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from unet_pipeline.agreement import compare_engines, disagreements, engine_names, fixed_batch
+from unet_pipeline.model import input_hw, load_unet
+from unet_pipeline.synthetic import ensure_configured
+
+from .conftest import CARVANA
+
+
+@pytest.fixture(scope="module")
+def agreement_rows(tmp_path_factory):
+    """Real Carvana images with the bundled Carvana model where ../shared exists, else the synthetic demo."""
+    if (CARVANA / "imgs").is_dir():
+        overrides = ["model=unet_carvana_small", f"data.root={CARVANA}"]
+    else:
+        overrides = ["model=unet_demo", f"data.root={tmp_path_factory.mktemp('demo')}"]
+    with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
+        cfg = compose("pipeline", overrides=overrides)
+    ensure_configured(cfg.data)
+    net, _ = load_unet(cfg.model, cfg.model.checkpoint)
+    images, masks, calibration = fixed_batch(cfg.data, input_hw(cfg.model, cfg.data), 2, 8)
+    return compare_engines(net, images, masks, calibration)
+
+
+def test_every_engine_is_checked(agreement_rows):
+    assert {"openvino", "onnxruntime", "torch"} <= set(engine_names())
+    fp32 = {r["engine"] for r in agreement_rows if r["precision"] == "force_float32" and r["status"] == "ok"}
+    assert fp32 == {"pytorch-eager", *engine_names()}
+
+
+def test_fp32_engines_agree_with_pytorch(agreement_rows):
+    assert disagreements(agreement_rows) == []
+
+
+def test_int8_engines_stay_close(agreement_rows):
+    int8 = [r for r in agreement_rows if r["precision"] == "qint8_mixed_float32" and r["status"] == "ok"]
+    assert {r["engine"] for r in int8} == {"openvino", "onnxruntime"}
+    for row in int8:
+        assert row["flipped_pixels"] < 0.02, f"{row['engine']} int8 flips {row['flipped_pixels']:.2%} of pixels"
+
+
+def test_unsupported_pairs_are_reported_not_run(agreement_rows):
+    by_pair = {(r["engine"], r["precision"]): r for r in agreement_rows}
+    assert by_pair[("torch", "qint8_mixed_float32")]["status"] == "unsupported"
+    assert by_pair[("openvino", "qint16_mixed_float32")]["status"] == "unsupported"
+    assert "supported:" in by_pair[("torch", "qint8_mixed_float32")]["reason"]
