@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> None:
     frame = results.write_tables(out_dir)
     print(results.markdown(frame))
     print(f"\nresult: {out_dir / 'result.json'}")
-    if record["status"] != "completed":
+    if record["status"] not in results.OK_STATUSES:
         print(f"error: {record['error']}", file=sys.stderr)
         sys.exit(1)
 

@@ -28,6 +28,6 @@ class ResultsTableCallback(Callback):
         print(results.markdown(frame))
         print(f"\nwrote {sweep_dir / results.MD_FILE} and {sweep_dir / results.CSV_FILE}")
         if not results.all_completed(frame):
-            failed = int((frame["status"] != "completed").sum())
+            failed = int((~frame["status"].isin(results.OK_STATUSES)).sum())
             print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)
             sys.exit(1)

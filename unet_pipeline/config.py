@@ -72,6 +72,8 @@ class CalibrationConfig:
 class DeviceConfig:
     name: str = MISSING
     kind: str = MISSING
+    arch: str | None = None
+    cluster_num: list[int] | None = None
 
 
 @dataclass
@@ -125,6 +127,23 @@ class TorchEngineConfig:
 
 
 @dataclass
+class MagicMindEngineConfig:
+    _target_: str = "unet_pipeline.engines.magicmind.MagicMindEngine"
+    arch: str | None = "${device.arch}"
+    cluster_num: list[int] | None = "${device.cluster_num}"  # type: ignore[assignment]
+    device_id: int = 0
+    weight_quant_granularity: str = "per_tensor"
+    activation_quant_algo: str = "symmetric"
+    calibration_algorithm: str = "linear"
+    fold_normalization: bool = True
+    input_layout: str = "NCHW"
+    computation_preference: str = "auto"
+    type64to32_conversion: bool = True
+    conv_scale_fold: bool = False
+    user_json: str | None = None
+
+
+@dataclass
 class PipelineConfig:
     model: ModelConfig = MISSING
     precision: PrecisionConfig = MISSING
@@ -134,6 +153,7 @@ class PipelineConfig:
     engine: Any = MISSING
     data: DataConfig = MISSING
     batch: int = 1
+    dry_run: bool = False
     strict_precision: bool = True
     progress: bool = True
     tags: list[str] = field(default_factory=list)
@@ -179,3 +199,4 @@ def register_configs() -> None:
     cs.store(group="schema/engine", name="openvino", node=OpenVINOEngineConfig)
     cs.store(group="schema/engine", name="onnxruntime", node=OnnxRuntimeEngineConfig)
     cs.store(group="schema/engine", name="torch", node=TorchEngineConfig)
+    cs.store(group="schema/engine", name="magicmind", node=MagicMindEngineConfig)

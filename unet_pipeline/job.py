@@ -21,7 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import list_samples, select_calibration, select_eval
+from .data import Sample, list_samples, select_calibration, select_eval
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
 from .model import build_unet, file_sha256, input_hw, load_unet
@@ -35,6 +35,7 @@ from .synthetic import ensure_configured
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+PLAN_FILE = "plan.json"
 RANDOM_WEIGHTS = "random"
 PER_IMAGE_FILE = "per_image.csv"
 _LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
@@ -136,6 +137,65 @@ def _engine(cfg: DictConfig) -> Engine:
         raise
 
 
+def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> tuple[list[Sample], list[Sample] | None]:
+    """Evaluation images, and calibration images from other cars when the precision needs them."""
+    generated = ensure_configured(cfg.data)
+    samples = list_samples(cfg.data.root, cfg.data)
+    eval_samples = select_eval(samples, cfg.data)
+    if len(eval_samples) < spec.batch:
+        raise PipelineError(
+            f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
+            "lower batch or raise data.num_images"
+        )
+    r["data"] = {
+        "root": cfg.data.root,
+        "split": str(cfg.data.split.value),
+        "generated": generated,
+        "eval_cars": len({s.car for s in eval_samples}),
+    }
+    if not spec.precision.needs_calibration:
+        return eval_samples, None
+    calibration = cfg.calibration
+    pool = (
+        samples
+        if calibration.root == cfg.data.root
+        else list_samples(calibration.root, cfg.data, key="calibration.root")
+    )
+    calib_samples, overlaps = select_calibration(pool, eval_samples, calibration.num_samples, calibration.seed)
+    r["data"].update(
+        calibration_root=calibration.root,
+        calibration_images=len(calib_samples),
+        calibration_overlaps_eval=overlaps,
+        calibration_ids=[c.id for c in calib_samples],
+    )
+    if overlaps:
+        log.warning(
+            "calibration images come from cars in the evaluation set "
+            "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
+        )
+    return eval_samples, calib_samples
+
+
+def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, r: dict[str, Any]) -> None:
+    """dry_run=true: everything the job would build from, reviewed before spending device time."""
+    eval_samples, calib_samples = _select_data(cfg, spec, r)
+    plan = {
+        "job": r["job"],
+        "engine": engine.plan(spec),
+        "evaluation": {"num_images": len(eval_samples), "ids": [s.id for s in eval_samples]},
+        "calibration": None
+        if calib_samples is None
+        else {
+            "num_samples": len(calib_samples),
+            "seed": cfg.calibration.seed,
+            "files": [str(s.image) for s in calib_samples],
+        },
+    }
+    write_json(out_dir / PLAN_FILE, plan)
+    r["status"] = "planned"
+    r["notes"].append(f"dry run: plan written to {PLAN_FILE}, nothing built or run")
+
+
 def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     r = record.data
     engine = _engine(cfg)
@@ -143,44 +203,14 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     r["engine_settings"] = engine.settings()
     spec = build_spec(cfg)
     engine.check(spec)
+    if cfg.dry_run:
+        _write_plan(cfg, engine, spec, out_dir, r)
+        return
+    engine.require_runtime()
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
-        generated = ensure_configured(cfg.data)
-        samples = list_samples(cfg.data.root, cfg.data)
-        eval_samples = select_eval(samples, cfg.data)
-        if len(eval_samples) < spec.batch:
-            raise PipelineError(
-                f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
-                "lower batch or raise data.num_images"
-            )
-        r["data"] = {
-            "root": cfg.data.root,
-            "split": str(cfg.data.split.value),
-            "generated": generated,
-            "eval_cars": len({s.car for s in eval_samples}),
-        }
-        calib_samples = None
-        if spec.precision.needs_calibration:
-            pool = (
-                samples
-                if cfg.calibration.root == cfg.data.root
-                else list_samples(cfg.calibration.root, cfg.data, key="calibration.root")
-            )
-            calib_samples, overlaps = select_calibration(
-                pool, eval_samples, cfg.calibration.num_samples, cfg.calibration.seed
-            )
-            r["data"].update(
-                calibration_root=cfg.calibration.root,
-                calibration_images=len(calib_samples),
-                calibration_overlaps_eval=overlaps,
-                calibration_ids=[c.id for c in calib_samples],
-            )
-            if overlaps:
-                log.warning(
-                    "calibration images come from cars in the evaluation set "
-                    "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
-                )
+        eval_samples, calib_samples = _select_data(cfg, spec, r)
 
     with record.timed("load_model"):
         net = _load_model(cfg.model, r)
@@ -257,7 +287,8 @@ def run_job(
     try:
         with record.timed("total"):
             _run_stages(cfg, out_dir, record)
-        record.data["status"] = "completed"
+        if record.data["status"] == "running":
+            record.data["status"] = "completed"
     except Exception as exc:  # every failure becomes a row, never a lost job
         record.data.update(status="failed", error=one_line(exc))
         if not isinstance(exc, PipelineError):

@@ -104,7 +104,7 @@ def write_tables(root: Path) -> pd.DataFrame:
     frame = to_frame(load_records(root))
     csv_frame = frame.drop(columns=["remarks"])
     write_atomic(root / CSV_FILE, csv_frame.to_csv(index=False))
-    failed = int((frame["status"] != "completed").sum())
+    failed = int((~frame["status"].isin(OK_STATUSES)).sum())
     header = (
         f"# Results: {root.name}\n\n{len(frame)} jobs, {len(frame) - failed} completed, {failed} not completed.\n\n"
     )
@@ -112,8 +112,11 @@ def write_tables(root: Path) -> pd.DataFrame:
     return frame
 
 
+OK_STATUSES = ("completed", "planned")  # planned: a dry run that wrote its plan
+
+
 def all_completed(frame: pd.DataFrame) -> bool:
-    return bool(len(frame)) and bool((frame["status"] == "completed").all())
+    return bool(len(frame)) and bool(frame["status"].isin(OK_STATUSES).all())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,20 @@ class Engine(ABC):
         """The engine options as configured (recorded in result.json)."""
         return {}
 
+    def plan(self, spec: BuildSpec) -> dict[str, Any]:
+        """What `build` would do for this request, without doing it (written by `dry_run=true`)."""
+        low, high = spec.batch_dims
+        return {
+            "engine": self.name,
+            "settings": self.settings(),
+            "export_format": self.capabilities.export_format,
+            "input_shape": [f"{low}..{high}" if low != high else low, spec.channels, *spec.input_hw],
+            "precision": spec.precision.mode,
+        }
+
+    def require_runtime(self) -> None:  # noqa: B027 - a hook: most engines' libraries are dependencies
+        """Fail in one line when the engine's library cannot run here (dry runs skip this)."""
+
     def precision_fallback(self, spec: BuildSpec) -> str | None:
         """One line saying what would run instead when the device lacks the requested float type."""
         return None

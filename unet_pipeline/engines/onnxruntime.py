@@ -120,6 +120,22 @@ class OnnxRuntimeEngine(Engine):
             return "ONNX Runtime's CPU execution provider has no float16 convolutions, so it would run float32"
         return "ONNX Runtime's QDQ int8 model keeps its non-quantized part in float32"
 
+    def plan(self, spec: BuildSpec) -> dict[str, Any]:
+        plan = super().plan(spec)
+        plan["providers"] = [_PROVIDERS[spec.device]]
+        if spec.precision.quant_bits == 8:
+            batch = spec.batch if spec.shape == "static" else 1
+            plan["quantization"] = {
+                "tool": "onnxruntime.quantization.quantize_static",
+                "quant_format": "QDQ",
+                "calibrate_method": "MinMax",
+                "per_channel": self.per_channel,
+                "activation_type": self.activation_type,
+                "weight_type": "int8",
+                "calibration_batch_shape": [batch, spec.channels, *spec.input_hw],
+            }
+        return plan
+
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         artifact = out_dir / MODEL

@@ -92,6 +92,16 @@ class OpenVINOEngine(Engine):
             "so it would run float32"
         )
 
+    def plan(self, spec: BuildSpec) -> dict[str, Any]:
+        plan = super().plan(spec)
+        plan["compile_config"] = self._compile_config(spec.precision.float_type)
+        if spec.precision.quant_bits == 8:
+            plan["quantization"] = {
+                "tool": "nncf.quantize",
+                "calibration_batch_shape": [1, spec.channels, *spec.input_hw],
+            }
+        return plan
+
     def _compile_config(self, float_type: str) -> dict[str, Any]:
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _HINTS[float_type],

@@ -73,7 +73,17 @@ def _torch_export(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     return path
 
 
-EXPORTERS = {"openvino_ir": _openvino_ir, "onnx": _onnx, "torch_export": _torch_export}
+def _torchscript(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
+    """A TorchScript trace at the configured input shape, as MagicMind's PyTorch parser consumes."""
+    h, w = spec.input_hw
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.pt"
+    with torch.no_grad():
+        torch.jit.trace(net, torch.zeros(spec.batch, spec.channels, h, w)).save(str(path))
+    return path
+
+
+EXPORTERS = {"openvino_ir": _openvino_ir, "onnx": _onnx, "torch_export": _torch_export, "torchscript": _torchscript}
 
 
 def export_graph(net: torch.nn.Module, export_format: str, spec: BuildSpec, out_dir: Path) -> Path:
