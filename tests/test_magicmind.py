@@ -37,7 +37,7 @@ def sample_fragments(
         ]
     strings.append('{"archs": [' + '{"%s": %s}' % (arch, json.dumps(clusters)) + "]}")  # noqa: UP031
     strings.append('{"insert_bn_before_firstnode":{"0":{"mean":[0.0,0.0,0.0],"var":[65025.0,65025.0,65025.0]}}}')
-    strings.append('{"graph_shape_mutable":%s}' % ("true" if dynamic else "false"))  # noqa: UP031
+    strings.append('{"graph_shape_mutable":%s}' % ("true" if dynamic else "false"))
     if dynamic:
         strings.append(
             '{"dim_range": {"0":{"min":[%d,3,%d,%d],"max":[%d,3,%d,%d]}}}'  # noqa: UP031
