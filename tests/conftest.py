@@ -81,6 +81,10 @@ def tiny_overrides(data_root: Path, checkpoint: Path) -> list[str]:
         f"data.frame_height={TINY_FRAME[1]}",
         "data.val_fraction=0.5",
         "calibration.num_samples=3",
+        "benchmark.warmup_iterations=1",
+        "benchmark.warmup_seconds=0",
+        "benchmark.iterations=3",
+        "benchmark.min_seconds=0.1",
         "progress=false",
     ]
 

@@ -166,7 +166,7 @@ def test_random_weights_give_speed_but_no_dice(tiny_job_cfg, tmp_path):
     record = run_job(tiny_job_cfg("model.checkpoint=random"), tmp_path / "job")
     assert record["status"] == "completed", record["error"]
     assert record["metrics"]["dice"] is None and record["metrics"]["num_images"] == 6
-    assert record["throughput"]["end_to_end_ips"] > 0
+    assert record["benchmark"]["end_to_end"]["throughput_ips"] > 0
     assert any("Dice not applicable" in note for note in record["notes"])
 
 
@@ -229,3 +229,60 @@ def test_cuda_torch_job(tiny_job_cfg, tmp_path, precision):
     record = run_job(tiny_job_cfg("device=cuda", f"precision={precision}"), tmp_path / "job")
     assert record["status"] == "completed", record["error"]
     assert record["compiled"]["device"].startswith("cuda")
+
+
+def test_benchmark_figures_are_recorded_and_self_describing(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("batch=2", "benchmark.iterations=5"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    engine = record["benchmark"]["engine"]
+    assert engine["mode"] == "sync" and engine["requests"] == 1 and engine["batch"] == 2
+    assert engine["iterations"] >= 5 and engine["seconds"] >= 0.1 and engine["warmup"]["iterations"] >= 1
+    lat = engine["latency_ms"]
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["std"] >= 0
+    assert engine["throughput_ips"] == pytest.approx(2 * engine["iterations"] / engine["seconds"], rel=0.01)
+    assert record["benchmark"]["engine_async"]["requests"] == 2  # OpenVINO: AsyncInferQueue
+    e2e = record["benchmark"]["end_to_end"]
+    assert e2e["throughput_ips"] > 0 and e2e["preprocess_ms_per_image"] > 0 and e2e["images"] == 6
+    assert record["machine"]["cpu_count"] >= 1 and record["machine"]["cpu_model"]
+    assert record["compiled"]["num_threads"] >= 1
+
+
+def test_benchmark_can_be_switched_off(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("benchmark.enabled=false", "engine=onnxruntime"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    assert record["benchmark"]["engine"] is None and record["benchmark"]["end_to_end"]["throughput_ips"] > 0
+    assert "benchmark" not in record["timings"]
+
+
+def test_device_lock_serialises_timing(tmp_path):
+    import threading
+    import time
+
+    from unet_pipeline.stages.benchmark import device_lock
+
+    spans = []
+
+    def hold():
+        with device_lock("cpu", str(tmp_path)) as waited:
+            start = time.perf_counter()
+            time.sleep(0.2)
+            spans.append((start, time.perf_counter(), waited))
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (_, a1, _), (b0, _, waited) = sorted(spans)
+    assert b0 >= a1 and waited >= 0.15  # the second waited, and its wait is reported apart
+
+
+def test_vendor_benchmark_app_on_the_same_model(tiny_job_cfg, tmp_path):
+    import shutil
+
+    if shutil.which("benchmark_app") is None:
+        pytest.skip("OpenVINO's benchmark_app is not on PATH")
+    record = run_job(tiny_job_cfg("benchmark.vendor_tool=true", "benchmark.vendor_seconds=1"), tmp_path / "job")
+    vendor = record["benchmark"]["vendor"]
+    assert vendor["returncode"] == 0, vendor
+    assert vendor["command"][0] == "benchmark_app" and vendor["throughput_ips"] > 0 and vendor["latency_ms_p50"] > 0

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from .conftest import run_cli, tiny_overrides
 
@@ -108,3 +109,28 @@ def test_one_sweep_across_engines(tmp_path, tiny_dataset, tiny_checkpoint):
     assert list(zip(failed["job.engine"], failed["job.precision"], strict=True)) == [("torch", "qint8_mixed_float16")]
     fp32 = table[table["job.precision"] == "force_float32"]["metrics.dice"]
     assert fp32.max() - fp32.min() < 1e-4
+
+
+def test_sweep_table_has_speed_columns_and_a_pareto_plot(tmp_path, tiny_dataset, tiny_checkpoint):
+    proc = run_cli("-m", "precision=force_float32,qint8_mixed_float32", "batch=1,2",
+                   *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = sweep_dir(tmp_path)
+    table = pd.read_csv(sweep / "results.csv")
+    fp32 = table[table["job.precision"] == "force_float32"]
+    assert (fp32["speedup_vs_fp32"] == 1.0).all() and (fp32["dice_delta_vs_fp32"] == 0.0).all()
+    int8 = table[table["job.precision"] == "qint8_mixed_float32"].set_index("job.batch")
+    ref = fp32.set_index("job.batch")
+    for batch in (1, 2):  # compared with the fp32 row of the same batch
+        assert int8.loc[batch, "speedup_vs_fp32"] == pytest.approx(
+            int8.loc[batch, "benchmark.engine.throughput_ips"] / ref.loc[batch, "benchmark.engine.throughput_ips"])
+    markdown = (sweep / "results.md").read_text()
+    assert "p50 ms" in markdown and "speed-up vs fp32" in markdown and "](pareto.png)" in markdown
+    assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_front():
+    from unet_pipeline.results import pareto_front
+
+    points = [(10, 0.90), (5, 0.99), (8, 0.95), (4, 0.98), (10, 0.91), (1, 0.995)]
+    assert sorted(pareto_front(points)) == [1, 2, 4, 5]

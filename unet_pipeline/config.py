@@ -144,6 +144,19 @@ class MagicMindEngineConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    enabled: bool = True
+    warmup_iterations: int = 3
+    warmup_seconds: float = 1.0
+    iterations: int = 20
+    min_seconds: float = 3.0
+    async_requests: int = 2
+    vendor_tool: bool = False
+    vendor_seconds: float = 10.0
+    lock_dir: str | None = None
+
+
+@dataclass
 class PipelineConfig:
     model: ModelConfig = MISSING
     precision: PrecisionConfig = MISSING
@@ -152,6 +165,7 @@ class PipelineConfig:
     device: DeviceConfig = MISSING
     engine: Any = MISSING
     data: DataConfig = MISSING
+    benchmark: BenchmarkConfig = MISSING
     batch: int = 1
     dry_run: bool = False
     strict_precision: bool = True

@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import Sample, list_samples, select_calibration, select_eval
+from .data import Sample, list_samples, load_input, select_calibration, select_eval
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
 from .model import build_unet, file_sha256, input_hw, load_unet
 from .records import write_json
+from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_calibration
-from .stages.evaluate import Evaluation, evaluate
+from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
 from .synthetic import ensure_configured
 
@@ -108,7 +110,8 @@ class JobRecord:
             "notes": [],
             "data": {},
             "timings": {},
-            "throughput": {},
+            "benchmark": {"engine": None, "engine_async": None, "end_to_end": None, "vendor": None},
+            "machine": machine_info(cfg.device.kind),
             "versions": library_versions(),
             "config": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
             "started_at": dt.datetime.now().isoformat(timespec="seconds"),
@@ -229,9 +232,28 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         session = engine.load(artifact, spec)
         r["compiled"] = session.describe()
         r["notes"] += verify_compiled(spec, r["compiled"], cfg.strict_precision)
-    with record.timed("inference"):
-        evaluation = evaluate(session, eval_samples, spec, cfg.progress)
-    _record_evaluation(r, evaluation, out_dir)
+    with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
+        r["benchmark"]["lock_wait_seconds"] = round(waited, 3)
+        with record.timed("inference"):
+            evaluation = evaluate(session, eval_samples, spec, cfg.progress)
+        _record_evaluation(r, evaluation, out_dir)
+        if cfg.benchmark.enabled:
+            with record.timed("benchmark"):
+                _benchmark(cfg, engine, session, artifact, spec, eval_samples, r)
+
+
+def _benchmark(
+    cfg: DictConfig, engine: Engine, session, artifact: Path, spec: BuildSpec, samples: list[Sample], r: dict[str, Any]
+) -> None:
+    """Engine-only figures on the first evaluation batch, held in memory; vendor tool on request."""
+    low = spec.batch if spec.shape == "static" else spec.batch_dims[0]
+    batch = pad_batch(np.stack([load_input(s, spec.input_hw) for s in samples[: spec.batch]]), max(low, spec.batch))
+    bench = cfg.benchmark
+    r["benchmark"]["engine"] = time_sync(session, batch, bench, cfg.progress)
+    r["benchmark"]["engine_async"] = time_async(session, batch, bench)
+    if bench.vendor_tool:
+        tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
+        r["benchmark"]["vendor"] = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
 
 
 def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
@@ -258,9 +280,12 @@ def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None
         "dice_min": round(min(ev.dice), 6) if scored else None,
         "num_images": len(ev.dice),
     }
-    r["throughput"] = {
-        "end_to_end_ips": round(len(ev.dice) / ev.seconds, 3) if ev.seconds else None,
-        "engine_ips": round(len(ev.dice) / ev.engine_seconds, 3) if ev.engine_seconds else None,
+    r["benchmark"]["end_to_end"] = {
+        "throughput_ips": len(ev.dice) / ev.seconds,
+        "preprocess_ms_per_image": 1e3 * ev.preprocess_seconds / len(ev.dice),
+        "engine_share": ev.engine_seconds / ev.seconds,
+        "images": len(ev.dice),
+        "seconds": round(ev.seconds, 3),
     }
     lines = ["image_id,dice", *(f"{i},{d:.6f}" for i, d in zip(ev.ids, ev.dice, strict=True))]
     (out_dir / PER_IMAGE_FILE).write_text("\n".join(lines) + "\n")

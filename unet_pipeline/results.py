@@ -28,14 +28,19 @@ MD_COLUMNS = [
     ("shape", "shape"),
     ("input", "input"),
     ("dice", "metrics.dice"),
-    ("dice min", "metrics.dice_min"),
+    ("Δ dice vs fp32", "dice_delta_vs_fp32"),
     ("images", "metrics.num_images"),
     ("compiled as", "compiled_as"),
-    ("img/s e2e", "throughput.end_to_end_ips"),
-    ("img/s engine", "throughput.engine_ips"),
+    ("p50 ms", "benchmark.engine.latency_ms.p50"),
+    ("p99 ms", "benchmark.engine.latency_ms.p99"),
+    ("img/s", "benchmark.engine.throughput_ips"),
+    ("img/s async", "benchmark.engine_async.throughput_ips"),
+    ("img/s e2e", "benchmark.end_to_end.throughput_ips"),
+    ("speed-up vs fp32", "speedup_vs_fp32"),
     ("status", "status"),
     ("error / notes", "remarks"),
 ]
+PLOT_FILE = "pareto.png"
 _DROP = ("config", "traceback")
 
 
@@ -83,11 +88,86 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     ]
     frame["input"] = [f"{s[0]}x{s[1]}" if isinstance(s, list) else None for s in frame["job.input_size"]]
     frame["compiled_as"] = frame.apply(_compiled_as, axis=1)
+    _add_fp32_comparison(frame)
     frame["remarks"] = [
         err if isinstance(err, str) else ("; ".join(notes) if isinstance(notes, list) and notes else "")
         for err, notes in zip(frame["error"], frame["notes"], strict=True)
     ]
     return frame
+
+
+def _add_fp32_comparison(frame: pd.DataFrame) -> None:
+    """Speed-up and Dice delta against the sweep's fp32 row of the same engine (same batch and shape if any)."""
+    speed, delta = [], []
+    done = frame[(frame["status"] == "completed") & (frame["job.precision"] == "force_float32")]
+    for _, row in frame.iterrows():
+        same_engine = done[done["job.engine"] == row["job.engine"]]
+        exact = same_engine[(same_engine["job.batch"] == row["job.batch"]) & (same_engine["shape"] == row["shape"])]
+        ref = exact.iloc[0] if len(exact) else (same_engine.iloc[0] if len(same_engine) else None)
+        ok = ref is not None and row["status"] == "completed"
+        thr, ref_thr = (
+            (row["benchmark.engine.throughput_ips"], ref["benchmark.engine.throughput_ips"]) if ok else (None, None)
+        )
+        speed.append(thr / ref_thr if ok and pd.notna(thr) and pd.notna(ref_thr) and ref_thr else None)
+        dice, ref_dice = (row["metrics.dice"], ref["metrics.dice"]) if ok else (None, None)
+        delta.append(dice - ref_dice if ok and pd.notna(dice) and pd.notna(ref_dice) else None)
+    frame["speedup_vs_fp32"] = speed
+    frame["dice_delta_vs_fp32"] = delta
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both throughput (x) and Dice (y)."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(frame: pd.DataFrame, path: Path) -> bool:
+    """Throughput against Dice, one labelled point per job, the Pareto front marked; False if nothing to plot."""
+    rows = frame[frame["metrics.dice"].notna() & frame["benchmark.engine.throughput_ips"].notna()]
+    if rows.empty:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = list(
+        zip(rows["benchmark.engine.throughput_ips"].astype(float), rows["metrics.dice"].astype(float), strict=True)
+    )
+    several_engines = rows["job.engine"].nunique() > 1
+    labels = [
+        f"{p} b{b}" + (f" {e}" if several_engines else "")
+        for p, b, e in zip(rows["job.precision"], rows["job.batch"], rows["job.engine"], strict=True)
+    ]
+    front = sorted(pareto_front(points), key=lambda i: points[i][0])
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(*zip(*points, strict=True), color="tab:blue", zorder=2, label="job")
+    ax.plot(
+        [points[i][0] for i in front],
+        [points[i][1] for i in front],
+        "o-",
+        color="tab:red",
+        mfc="none",
+        ms=12,
+        zorder=3,
+        label="Pareto front",
+    )
+    for (x, y), label in zip(points, labels, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("engine throughput (images/s, sync)")
+    ax.set_ylabel("Dice")
+    ax.set_title(f"Throughput vs Dice: {path.parent.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -108,7 +188,9 @@ def write_tables(root: Path) -> pd.DataFrame:
     header = (
         f"# Results: {root.name}\n\n{len(frame)} jobs, {len(frame) - failed} completed, {failed} not completed.\n\n"
     )
-    write_atomic(root / MD_FILE, header + markdown(frame) + "\n")
+    plotted = len(frame) > 1 and plot_pareto(frame, root / PLOT_FILE)
+    figure = f"\n![throughput vs Dice, Pareto front marked]({PLOT_FILE})\n" if plotted else ""
+    write_atomic(root / MD_FILE, header + markdown(frame) + "\n" + figure)
     return frame
 
 

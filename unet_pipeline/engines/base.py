@@ -80,6 +80,12 @@ class Capabilities:
 class Session(ABC):
     """A loaded artifact, ready to run batches."""
 
+    supports_async: ClassVar[bool] = False
+
+    def run_async(self, batch: np.ndarray, requests: int, min_iterations: int, min_seconds: float) -> tuple[int, float]:
+        """Keep `requests` inferences in flight until both minimums are met; (iterations, seconds)."""
+        raise NotImplementedError(f"{type(self).__name__} has no asynchronous inference")
+
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32 in [0, 1] -> (N, classes, H, W) logits."""
@@ -113,6 +119,10 @@ class Engine(ABC):
             "input_shape": [f"{low}..{high}" if low != high else low, spec.channels, *spec.input_hw],
             "precision": spec.precision.mode,
         }
+
+    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float) -> tuple[list[str], Any] | None:
+        """(command, output parser) of the engine vendor's own benchmark tool on this artifact, if it has one."""
+        return None
 
     def require_runtime(self) -> None:  # noqa: B027 - a hook: most engines' libraries are dependencies
         """Fail in one line when the engine's library cannot run here (dry runs skip this)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
+import re
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -194,6 +194,10 @@ class MagicMindEngine(Engine):
     def require_runtime(self) -> None:
         load_sdk()
 
+    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float):
+        """Cambricon's mm_run on the built model, as the sample's perf.sh runs it."""
+        return mm_run_command(artifact, spec.batch, self.settings_.device_id), parse_mm_run
+
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
         sdk = load_sdk()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,8 +227,10 @@ def mm_run_command(model: Path, batch: int, device_id: int, iterations: int = 10
     ]
 
 
-def mm_run_available() -> bool:
-    return shutil.which("mm_run") is not None
+def parse_mm_run(output: str) -> dict[str, Any]:
+    """mm_run's report is not documented here: keep its tail, and a throughput figure where one is printed."""
+    match = re.search(r"[Tt]hroughput[^0-9\n]*([\d.]+)", output)
+    return {"throughput_ips": float(match.group(1)) if match else None, "raw_tail": output.strip().splitlines()[-20:]}
 
 
 def _read_user_json(path: str | None) -> dict[str, Any] | None:

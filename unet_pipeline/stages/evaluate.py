@@ -19,6 +19,7 @@ class Evaluation:
     dice: list[float] = field(default_factory=list)
     seconds: float = 0.0  # the whole loop: decode, preprocess, infer, postprocess, Dice
     engine_seconds: float = 0.0  # time inside Session.infer only
+    preprocess_seconds: float = 0.0  # decode + resize + normalize of images and masks
 
     @property
     def mean_dice(self) -> float:
@@ -41,8 +42,10 @@ def evaluate(session: Session, samples: list[Sample], spec: BuildSpec, progress:
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for i in range(0, len(samples), spec.batch):
             chunk = samples[i : i + spec.batch]
+            t0 = time.perf_counter()
             inputs, masks = zip(*(load_pair(s, spec.input_hw) for s in chunk), strict=True)
             batch = pad_batch(np.stack(inputs), max(low, len(chunk)))
+            result.preprocess_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             logits = session.infer(batch)[: len(chunk)]
             result.engine_seconds += time.perf_counter() - t0

@@ -1,0 +1,138 @@
+"""Benchmark: engine-only latency/throughput of the built artifact, self-describing and comparable.
+
+What is timed is written down with the figures: warm-up, iterations and seconds, sync or async with N
+requests, batch, threads, precision as compiled, and the machine. Inputs are real preprocessed images held
+in memory, so no decode is timed. A per-device file lock keeps parallel jobs from timing at the same time;
+the wait is recorded, not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+from tqdm import tqdm
+
+from ..engines.base import Session
+
+_FLAGS = re.compile(r"^(avx2|avx512\w*|amx\w*|avx_vnni|fma|f16c)$")
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """CPU model and the flags that decide speed, core count, and the GPU where one is used."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": None,
+        "cpu_flags": [],
+    }
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+        info["cpu_model"] = model.group(1).strip() if model else platform.processor()
+        info["cpu_flags"] = sorted(f for f in (flags.group(1).split() if flags else []) if _FLAGS.match(f))
+    except OSError:
+        info["cpu_model"] = platform.processor()
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
+@contextmanager
+def device_lock(device: str, lock_dir: str | None) -> Iterator[float]:
+    """Hold the device for timing; yields how long the wait for it took (seconds, not part of any timing)."""
+    directory = Path(lock_dir or Path(tempfile.gettempdir()) / "unet_pipeline_locks")
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with FileLock(str(directory / f"{device}.lock")):
+        yield time.perf_counter() - start
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "min": float(ms.min()),
+        "mean": float(ms.mean()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "std": float(ms.std()),
+    }
+
+
+def _warm_up(session: Session, batch: np.ndarray, cfg) -> dict[str, Any]:
+    start, count = time.perf_counter(), 0
+    while count < cfg.warmup_iterations or time.perf_counter() - start < cfg.warmup_seconds:
+        session.infer(batch)
+        count += 1
+    return {"iterations": count, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
+    """At least `iterations` calls and at least `min_seconds`, one request at a time."""
+    warmup = _warm_up(session, batch, cfg)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    with tqdm(desc="benchmark (sync)", unit="it", disable=not progress) as bar:
+        while len(latencies) < cfg.iterations or time.perf_counter() - start < cfg.min_seconds:
+            t0 = time.perf_counter()
+            session.infer(batch)
+            latencies.append(time.perf_counter() - t0)
+            bar.update()
+    total = time.perf_counter() - start
+    return {
+        "mode": "sync",
+        "requests": 1,
+        "batch": len(batch),
+        "warmup": warmup,
+        "iterations": len(latencies),
+        "seconds": round(total, 3),
+        "latency_ms": latency_stats(latencies),
+        "throughput_ips": len(batch) * len(latencies) / total,
+    }
+
+
+def time_async(session: Session, batch: np.ndarray, cfg) -> dict[str, Any] | None:
+    """Throughput with `async_requests` requests in flight, where the session supports it."""
+    if cfg.async_requests <= 1 or not session.supports_async:
+        return None
+    session.run_async(batch, cfg.async_requests, cfg.warmup_iterations, 0.0)  # warm every request
+    iterations, seconds = session.run_async(batch, cfg.async_requests, cfg.iterations, cfg.min_seconds)
+    return {
+        "mode": "async",
+        "requests": cfg.async_requests,
+        "batch": len(batch),
+        "iterations": iterations,
+        "seconds": round(seconds, 3),
+        "throughput_ips": len(batch) * iterations / seconds,
+    }
+
+
+def run_vendor_tool(command: list[str] | None, parse, timeout: float) -> dict[str, Any] | None:
+    """The engine vendor's own benchmark on the same artifact (benchmark_app, mm_run), where installed."""
+    if not command or shutil.which(command[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"command": command, "error": f"timed out after {timeout:.0f} s"}
+    output = proc.stdout + proc.stderr
+    result = {"command": command, "returncode": proc.returncode, **parse(output)}
+    if proc.returncode != 0:
+        result["error"] = output.strip().splitlines()[-1] if output.strip() else f"exit {proc.returncode}"
+    return result
