@@ -112,8 +112,13 @@ def test_one_sweep_across_engines(tmp_path, tiny_dataset, tiny_checkpoint):
 
 
 def test_sweep_table_has_speed_columns_and_a_pareto_plot(tmp_path, tiny_dataset, tiny_checkpoint):
-    proc = run_cli("-m", "precision=force_float32,qint8_mixed_float32", "batch=1,2",
-                   *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    proc = run_cli(
+        "-m",
+        "precision=force_float32,qint8_mixed_float32",
+        "batch=1,2",
+        *tiny_overrides(tiny_dataset, tiny_checkpoint),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sweep = sweep_dir(tmp_path)
     table = pd.read_csv(sweep / "results.csv")
@@ -123,7 +128,8 @@ def test_sweep_table_has_speed_columns_and_a_pareto_plot(tmp_path, tiny_dataset,
     ref = fp32.set_index("job.batch")
     for batch in (1, 2):  # compared with the fp32 row of the same batch
         assert int8.loc[batch, "speedup_vs_fp32"] == pytest.approx(
-            int8.loc[batch, "benchmark.engine.throughput_ips"] / ref.loc[batch, "benchmark.engine.throughput_ips"])
+            int8.loc[batch, "benchmark.engine.throughput_ips"] / ref.loc[batch, "benchmark.engine.throughput_ips"]
+        )
     markdown = (sweep / "results.md").read_text()
     assert "p50 ms" in markdown and "speed-up vs fp32" in markdown and "](pareto.png)" in markdown
     assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,69 @@
+"""Shared by the benchmark scripts: run one pipeline sweep, read its table, print ratios against a reference row."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CARVANA = REPO.parent / "shared" / "data" / "carvana"
+
+
+def data_overrides(argv: list[str]) -> list[str]:
+    """Real Carvana with the bundled Carvana model where ../shared (or $CARVANA_DATASETS_PATH) exists, else the demo."""
+    if any(a.startswith(("model=", "data=", "data.root=")) for a in argv):
+        return []
+    if os.environ.get("CARVANA_DATASETS_PATH"):
+        return ["model=unet_carvana_small"]
+    if (SHARED_CARVANA / "imgs").is_dir():
+        return ["model=unet_carvana_small", f"data.root={SHARED_CARVANA}"]
+    return []
+
+
+def run_sweep(name: str, sweep: list[str], argv: list[str]) -> pd.DataFrame:
+    """`python -m unet_pipeline -m <sweep> <argv>` into outputs/benchmark/<name>-<time>; its results.csv."""
+    out = REPO / "outputs" / "benchmark" / f"{name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    command = [
+        sys.executable,
+        "-m",
+        "unet_pipeline",
+        "-m",
+        *sweep,
+        *data_overrides(argv),
+        *argv,
+        f"hydra.sweep.dir={out}",
+        "progress=false",
+    ]
+    print("$", " ".join(command[1:]), flush=True)
+    subprocess.run(command, cwd=REPO, check=False)  # failed rows are part of the answer
+    return pd.read_csv(out / "results.csv")
+
+
+def ratio_table(frame: pd.DataFrame, reference: pd.Series, label: str) -> str:
+    """Each job's throughput (engine-only and end-to-end) and Dice, with ratios against the reference row."""
+    ref_engine = reference["benchmark.engine.throughput_ips"]
+    ref_e2e = reference["benchmark.end_to_end.throughput_ips"]
+    rows = []
+    for _, r in frame.iterrows():
+        engine, e2e = r.get("benchmark.engine.throughput_ips"), r.get("benchmark.end_to_end.throughput_ips")
+        rows.append(
+            {
+                "engine": r["job.engine"],
+                "precision": r["job.precision"],
+                "batch": r["job.batch"],
+                "status": r["status"],
+                "dice": r.get("metrics.dice"),
+                "p50 ms": r.get("benchmark.engine.latency_ms.p50"),
+                "img/s": engine,
+                f"x vs {label}": engine / ref_engine if pd.notna(engine) else None,
+                "img/s e2e": e2e,
+                f"e2e x vs {label}": e2e / ref_e2e if pd.notna(e2e) else None,
+                "error": r["error"] if isinstance(r.get("error"), str) else "",
+            }
+        )
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g", missingval="-")
