@@ -13,6 +13,7 @@ from unet_pipeline.engines.magicmind import MISSING_SDK, MagicMindEngine, build_
 from unet_pipeline.engines.magicmind_plan import CalibrationFeed, MagicMindSettings, build_plan, to_engine_input
 from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import run_job
+from unet_pipeline.results import load_records, to_frame
 
 from . import fake_magicmind
 from .conftest import run_cli, tiny_overrides
@@ -177,6 +178,7 @@ def test_full_job_on_the_sdk_double(monkeypatch, tiny_job_cfg, tmp_path):
     assert all(x.max() > 1.0 for x in fake_magicmind.ENQUEUED)  # 0-255 input, /255 folded in the model
     plan = json.loads((tmp_path / "job" / "artifacts" / "engine" / "build_plan.json").read_text())
     assert plan["builder_config"]["graph_shape_mutable"] is True
+    assert "unverified" in to_frame(load_records(tmp_path / "job"))["compiled_as"][0]  # never shown as float
 
 
 @pytest.mark.parametrize("precision", ["force_bfloat16", "qint8_mixed_bfloat16"])

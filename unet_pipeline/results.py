@@ -72,7 +72,11 @@ def _compiled_as(row: pd.Series) -> str | None:
     if not isinstance(ran, str):
         return None
     share = row.get("compiled.quantized_layer_share")
-    return f"int8 {share:.0%} + {ran}" if isinstance(share, float) and share > 0 else ran
+    if isinstance(share, float) and share > 0:
+        return f"int8 {share:.0%} + {ran}"
+    if str(row.get("job.precision", "")).startswith("qint") and not (isinstance(share, float) and share == 0):
+        return f"{row['job.precision']} (unverified: engine reports no per-layer precision)"
+    return ran
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
