@@ -14,9 +14,15 @@ import sys
 import pandas as pd
 from _sweep import run_sweep
 
-SWEEP = ["engine=openvino", "precision=force_float32,qint8_mixed_float32", "batch=1,4",
-         "benchmark.vendor_tool=true", "benchmark.min_seconds=10", "benchmark.vendor_seconds=10",
-         "data.num_images=8"]
+SWEEP = [
+    "engine=openvino",
+    "precision=force_float32,qint8_mixed_float32",
+    "batch=1,4",
+    "benchmark.vendor_tool=true",
+    "benchmark.min_seconds=10",
+    "benchmark.vendor_seconds=10",
+    "data.num_images=8",
+]
 
 
 def main(argv: list[str]) -> int:
@@ -25,11 +31,19 @@ def main(argv: list[str]) -> int:
     for _, r in frame.iterrows():
         ours, theirs = r.get("benchmark.engine.throughput_ips"), r.get("benchmark.vendor.throughput_ips")
         p50, their_p50 = r.get("benchmark.engine.latency_ms.p50"), r.get("benchmark.vendor.latency_ms_p50")
-        rows.append({"precision": r["job.precision"], "batch": r["job.batch"], "status": r["status"],
-                     "img/s ours": ours, "img/s benchmark_app": theirs,
-                     "ratio": ours / theirs if pd.notna(ours) and pd.notna(theirs) else None,
-                     "p50 ms ours": p50, "median ms benchmark_app": their_p50,
-                     "latency ratio": p50 / their_p50 if pd.notna(p50) and pd.notna(their_p50) else None})
+        rows.append(
+            {
+                "precision": r["job.precision"],
+                "batch": r["job.batch"],
+                "status": r["status"],
+                "img/s ours": ours,
+                "img/s benchmark_app": theirs,
+                "ratio": ours / theirs if pd.notna(ours) and pd.notna(theirs) else None,
+                "p50 ms ours": p50,
+                "median ms benchmark_app": their_p50,
+                "latency ratio": p50 / their_p50 if pd.notna(p50) and pd.notna(their_p50) else None,
+            }
+        )
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g", missingval="-"))
     return 0 if (frame["status"] == "completed").all() else 1
 

@@ -129,9 +129,9 @@ def test_failures_are_recorded_in_one_line(tiny_job_cfg, tmp_path, overrides, me
 
 
 def test_build_spec_static_and_dynamic(compose_cfg):
-    spec = build_spec(compose_cfg(["batch=4"]))
+    spec = build_spec(compose_cfg(["model=unet_carvana", "batch=4"]))
     assert (spec.shape, spec.batch_dims, spec.input_hw) == ("static", (4, 4), (640, 959))
-    spec = build_spec(compose_cfg(["batch=4", "shape=dynamic"]))
+    spec = build_spec(compose_cfg(["model=unet_carvana", "batch=4", "shape=dynamic"]))
     assert spec.batch_dims == (1, 64)
     with pytest.raises(PipelineError):
         build_spec(compose_cfg(["batch=-1"]))

@@ -10,6 +10,7 @@ import torch
 
 from unet_pipeline.config import bundled_checkpoint
 from unet_pipeline.data import list_samples, select_eval
+from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import run_job
 from unet_pipeline.train import train, train_val_samples
 
@@ -45,7 +46,7 @@ def test_three_way_car_split(compose_cfg, train_data):
     assert not (evaluation & train_cars) and not (evaluation & val_cars) and not (train_cars & val_cars)
 
 
-def test_train_writes_milesial_checkpoints_and_resumes(compose_cfg, train_data, tmp_path):
+def test_train_writes_milesial_checkpoints(compose_cfg, train_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.epochs=2"], config_name="train")
@@ -54,15 +55,6 @@ def test_train_writes_milesial_checkpoints_and_resumes(compose_cfg, train_data, 
     best = torch.load(out / "best.pth", weights_only=True)
     assert best["mask_values"] == [0, 1] and "inc.double_conv.0.weight" in best
     assert json.loads((out / "train.json").read_text())["best_val_dice"] == summary["best_val_dice"]
-
-    more = compose_cfg(
-        [*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3", f"train.resume={out / 'last.pth'}"],
-        config_name="train",
-    )
-    resumed = train(more, out)
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    assert resumed["history"][:2] == summary["history"]
-
     # the pipeline evaluates what training wrote
     job = compose_cfg(
         [
@@ -74,9 +66,43 @@ def test_train_writes_milesial_checkpoints_and_resumes(compose_cfg, train_data, 
             f"data.frame_height={TINY_FRAME[1]}",
             f"model.checkpoint={out / 'best.pth'}",
             "progress=false",
+            "benchmark.enabled=false",
         ]
     )
     assert run_job(job, tmp_path / "job")["status"] == "completed"
+
+
+def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data, tmp_path, monkeypatch):
+    import unet_pipeline.train as train_module
+
+    overrides = [*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3"]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    reference = train(compose_cfg(overrides, config_name="train"), whole)
+
+    part = tmp_path / "part"
+    part.mkdir()
+    real_validate, calls = train_module.validate, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed during epoch 2
+        return real_validate(*args)
+
+    monkeypatch.setattr(train_module, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_cfg(overrides, config_name="train"), part)
+    monkeypatch.setattr(train_module, "validate", real_validate)
+    resumed = train(compose_cfg([*overrides, f"train.resume={part / 'last.pth'}"], config_name="train"), part)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    for got, want in zip(resumed["history"], reference["history"], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+        assert got["val_dice"] == pytest.approx(want["val_dice"], abs=1e-4)
+
+    longer = compose_cfg([*overrides[:-1], "train.epochs=5", f"train.resume={part / 'last.pth'}"], config_name="train")
+    with pytest.raises(PipelineError, match="continues a run of 3 epochs"):
+        train(longer, tmp_path / "x")
 
 
 @pytest.mark.parametrize(("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16)])

@@ -129,9 +129,16 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"], state["best_dice"], state["history"]
+        if state["epochs"] != tc.epochs:
+            raise PipelineError(
+                f"train.resume continues a run of {state['epochs']} epochs (its one-cycle schedule), not "
+                f"train.epochs={tc.epochs}; to train longer start anew from its weights: train.init_checkpoint=..."
+            )
         log.info("resumed from %s after epoch %d (best Dice %.4f)", tc.resume, start_epoch, best)
     bf16 = use_bf16(tc.amp)
-    rng = np.random.default_rng(tc.seed + start_epoch)
+    rng = np.random.default_rng(tc.seed)
+    if tc.resume:
+        rng.bit_generator.state = state["rng"]  # the same shuffles and flips as an uninterrupted run
 
     for epoch in range(start_epoch, tc.epochs):
         t0, losses = time.perf_counter(), []
@@ -170,8 +177,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "epoch": epoch + 1,
+                "epochs": tc.epochs,
                 "best_dice": best,
                 "history": history,
+                "rng": rng.bit_generator.state,
             },
             out_dir / "last.tmp",
         )
