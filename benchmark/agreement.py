@@ -1,7 +1,7 @@
 """Cross-engine agreement on one fixed batch of real images, every engine x precision vs PyTorch fp32.
 
-    python benchmark/agreement.py                                   # bundled Carvana model, ../shared data
-    python benchmark/agreement.py model=unet_demo                   # synthetic demo data and model
+    python benchmark/agreement.py                   # bundled Carvana model on ../shared data (else the demo)
+    python benchmark/agreement.py model=unet_demo   # synthetic demo data and model
     python benchmark/agreement.py data.root=/data/carvana num_images=8
 
 Arguments are pipeline overrides plus num_images=<N> and num_calibration=<N>. Prints a table with max abs
@@ -10,11 +10,10 @@ logit difference, flipped pixels and the Dice difference per pair; exits 1 if an
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pandas as pd
+from _sweep import data_overrides
 from hydra import compose, initialize_config_module
 
 from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
@@ -22,16 +21,11 @@ from unet_pipeline.config import register_configs
 from unet_pipeline.model import input_hw, load_unet
 from unet_pipeline.synthetic import ensure_configured
 
-SHARED_CARVANA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carvana"
-
 
 def main(argv: list[str]) -> int:
     extra = {k: int(v) for k, v in (a.split("=", 1) for a in argv if a.startswith(("num_images=", "num_calib")))}
     overrides = [a for a in argv if not a.startswith(("num_images=", "num_calib"))]
-    if not any(a.startswith("model=") for a in overrides):
-        overrides.insert(0, "model=unet_carvana_small")
-    if not any(a.startswith("data.root=") for a in overrides) and not os.environ.get("CARVANA_DATASETS_PATH"):
-        overrides.append(f"data.root={SHARED_CARVANA}")
+    overrides = [*data_overrides(overrides), *overrides]
     register_configs()
     with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
         cfg = compose("pipeline", overrides=overrides)

@@ -1,0 +1,57 @@
+"""The benchmark scripts run end to end and print their ratio tables (slow: several sweeps)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+QUICK = [
+    "model=unet_demo",
+    "data.num_images=4",
+    "benchmark.min_seconds=0.3",
+    "benchmark.iterations=3",
+    "calibration.num_samples=8",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "expect"),
+    [
+        ("perf.py", "x vs fp32 b1"),
+        ("engines.py", "x PyTorch eager fp32"),
+        ("vs_benchmark_app.py", "img/s benchmark_app"),
+    ],
+)
+def test_benchmark_script_prints_ratios(script, expect):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmark" / script), *QUICK],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert expect in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_agreement_script_on_the_demo():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmark" / "agreement.py"),
+            "model=unet_demo",
+            "num_images=2",
+            "num_calibration=8",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "pytorch-eager" in proc.stdout and "openvino" in proc.stdout
