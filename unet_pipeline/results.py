@@ -139,6 +139,7 @@ def plot_pareto(frame: pd.DataFrame, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     points = list(
         zip(rows["benchmark.engine.throughput_ips"].astype(float), rows["metrics.dice"].astype(float), strict=True)
@@ -161,8 +162,9 @@ def plot_pareto(frame: pd.DataFrame, path: Path) -> bool:
         zorder=3,
         label="Pareto front",
     )
-    for (x, y), label in zip(points, labels, strict=True):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    for n, ((x, y), label) in enumerate(sorted(zip(points, labels, strict=True))):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 6 if n % 2 else -12), fontsize=8)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter(useOffset=False))  # plain Dice values
     ax.set_xlabel("engine throughput (images/s, sync)")
     ax.set_ylabel("Dice")
     ax.set_title(f"Throughput vs Dice: {path.parent.name}")
