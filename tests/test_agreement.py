@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
-from unet_pipeline.agreement import compare_engines, disagreements, engine_names, fixed_batch
+from unet_pipeline.agreement import compare_engines, disagreements, engine_names, fixed_batch, instantiate_engine
 from unet_pipeline.model import input_hw, load_unet
 from unet_pipeline.synthetic import ensure_configured
 
@@ -28,9 +28,11 @@ def agreement_rows(tmp_path_factory):
 
 
 def test_every_engine_is_checked(agreement_rows):
-    assert {"openvino", "onnxruntime", "torch"} <= set(engine_names())
+    assert {"openvino", "onnxruntime", "torch", "magicmind"} <= set(engine_names())
+    on_cpu = {n for n in engine_names() if "cpu" in instantiate_engine(n).capabilities.devices}
     fp32 = {r["engine"] for r in agreement_rows if r["precision"] == "force_float32" and r["status"] == "ok"}
-    assert fp32 == {"pytorch-eager", *engine_names()}
+    assert fp32 == {"pytorch-eager", *on_cpu}
+    assert {r["status"] for r in agreement_rows if r["engine"] == "magicmind"} == {"unsupported"}  # MLU only
 
 
 def test_fp32_engines_agree_with_pytorch(agreement_rows):
