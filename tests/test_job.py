@@ -286,3 +286,12 @@ def test_vendor_benchmark_app_on_the_same_model(tiny_job_cfg, tmp_path):
     vendor = record["benchmark"]["vendor"]
     assert vendor["returncode"] == 0, vendor
     assert vendor["command"][0] == "benchmark_app" and vendor["throughput_ips"] > 0 and vendor["latency_ms_p50"] > 0
+
+
+def test_benchmark_app_report_units():
+    from unet_pipeline.engines.openvino import parse_benchmark_app
+
+    fast = "[ INFO ]    Median:        756.94 us\n[ INFO ]    Max:  2.5 ms\n[ INFO ] Throughput:   1273.43 FPS"
+    parsed = parse_benchmark_app(fast)
+    assert parsed["latency_ms_p50"] == pytest.approx(0.75694) and parsed["latency_ms_max"] == 2.5
+    assert parsed["throughput_ips"] == 1273.43 and parsed["latency_ms_mean"] is None

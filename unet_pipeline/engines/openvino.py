@@ -182,18 +182,22 @@ class OpenVINOEngine(Engine):
         return OpenVINOSession(compiled)
 
 
+_TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+
+
 def parse_benchmark_app(output: str) -> dict[str, Any]:
-    """Throughput and latency percentiles from benchmark_app's report."""
+    """Throughput and latencies (in ms, whatever unit benchmark_app chose: it prints us for fast models)."""
     found: dict[str, Any] = {}
-    for key, pattern in (
-        ("throughput_ips", r"Throughput:\s+([\d.]+)\s*FPS"),
-        ("latency_ms_p50", r"Median:\s+([\d.]+)\s*ms"),
-        ("latency_ms_mean", r"Average:\s+([\d.]+)\s*ms"),
-        ("latency_ms_min", r"Min:\s+([\d.]+)\s*ms"),
-        ("latency_ms_max", r"Max:\s+([\d.]+)\s*ms"),
+    match = re.search(r"Throughput:\s+([\d.]+)\s*FPS", output)
+    found["throughput_ips"] = float(match.group(1)) if match else None
+    for key, label in (
+        ("latency_ms_p50", "Median"),
+        ("latency_ms_mean", "Average"),
+        ("latency_ms_min", "Min"),
+        ("latency_ms_max", "Max"),
     ):
-        match = re.search(pattern, output)
-        found[key] = float(match.group(1)) if match else None
+        match = re.search(rf"{label}:\s+([\d.]+)\s*(ms|us|s)\b", output)
+        found[key] = float(match.group(1)) * _TO_MS[match.group(2)] if match else None
     return found
 
 
