@@ -246,8 +246,7 @@ def _benchmark(
     cfg: DictConfig, engine: Engine, session, artifact: Path, spec: BuildSpec, samples: list[Sample], r: dict[str, Any]
 ) -> None:
     """Engine-only figures on the first evaluation batch, held in memory; vendor tool on request."""
-    low = spec.batch if spec.shape == "static" else spec.batch_dims[0]
-    batch = pad_batch(np.stack([load_input(s, spec.input_hw) for s in samples[: spec.batch]]), max(low, spec.batch))
+    batch = pad_batch(np.stack([load_input(s, spec.input_hw) for s in samples[: spec.batch]]), spec)
     bench = cfg.benchmark
     r["benchmark"]["engine"] = time_sync(session, batch, bench, cfg.progress)
     r["benchmark"]["engine_async"] = time_async(session, batch, bench)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .job import RESULT_FILE
+from .records import write_atomic
 
 CSV_FILE, MD_FILE = "results.csv", "results.md"
 # (column in the markdown table, flattened result.json key)
@@ -185,8 +186,6 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def write_tables(root: Path) -> pd.DataFrame:
     """Write root/results.csv (every field) and root/results.md (the summary); return the frame."""
-    from .records import write_atomic
-
     frame = to_frame(load_records(root))
     csv_frame = frame.drop(columns=["remarks"])
     write_atomic(root / CSV_FILE, csv_frame.to_csv(index=False))

@@ -9,6 +9,7 @@ the best epoch) are disjoint from training cars. Checkpoints are milesial format
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -28,7 +29,7 @@ from .data import Sample, held_out_cars, list_samples, load_pair, select_eval
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .model import build_unet, input_hw, load_unet
-from .records import write_json
+from .records import write_atomic, write_json
 from .synthetic import ensure_configured
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,18 @@ def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch:
     return float(np.concatenate(scores).mean())
 
 
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """torch.save, written atomically: a run killed mid-write leaves the previous checkpoint intact."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
 def save_milesial(net: torch.nn.Module, path: Path) -> None:
     """state_dict + mask_values: loadable by the pipeline and by milesial's predict.py."""
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     state["mask_values"] = MASK_VALUES
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_checkpoint(state, path)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -171,7 +177,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if val_dice > best:
             best = val_dice
             save_milesial(net, out_dir / "best.pth")
-        torch.save(
+        save_checkpoint(
             {
                 "model": net.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -182,9 +188,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 "history": history,
                 "rng": rng.bit_generator.state,
             },
-            out_dir / "last.tmp",
+            out_dir / "last.pth",
         )
-        (out_dir / "last.tmp").replace(out_dir / "last.pth")
         log.info(
             "epoch %d: loss %.4f, validation Dice %.4f (best %.4f), %.0f s",
             epoch + 1,

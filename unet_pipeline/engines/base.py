@@ -77,6 +77,11 @@ class Capabilities:
     export_format: str  # which exporter in stages/export.py produces its input graph
 
 
+def cyclic_batch(images: list[np.ndarray], start: int, batch: int) -> np.ndarray:
+    """`batch` calibration images from `start`, wrapping to the beginning: repeats move no min/max range."""
+    return np.stack([images[(start + k) % len(images)] for k in range(batch)])
+
+
 class Session(ABC):
     """A loaded artifact, ready to run batches."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BuildSpec
+from .base import BuildSpec, cyclic_batch
 
 PIXEL_MAX = 255.0
 QUANT_ALGORITHMS = {"linear": "LINEAR_ALGORITHM", "eqnm": "EQNM_ALGORITHM"}
@@ -166,7 +166,7 @@ class CalibrationFeed:
             return False
         self._index += 1
         start = self._starts[self._index]
-        chunk = np.stack([self._images[(start + k) % len(self._images)] for k in range(self._batch)])
+        chunk = cyclic_batch(self._images, start, self._batch)
         self._current = to_engine_input(chunk, self._settings)
         return True
 

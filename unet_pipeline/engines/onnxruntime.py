@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PipelineError
-from .base import BuildSpec, Capabilities, Engine, Session
+from .base import BuildSpec, Capabilities, Engine, Session, cyclic_batch
 
 MODEL, META = "model.onnx", "build.json"
 _OPT_LEVELS = {
@@ -30,7 +30,7 @@ class _CalibrationReader:
     """Feeds the calibration images to `quantize_static`, batched to the model's input shape."""
 
     def __init__(self, images: list[np.ndarray], input_name: str, batch: int):
-        stacks = [np.stack([images[(i + k) % len(images)] for k in range(batch)]) for i in range(0, len(images), batch)]
+        stacks = [cyclic_batch(images, i, batch) for i in range(0, len(images), batch)]
         self._feeds = iter([{input_name: s} for s in stacks])
 
     def get_next(self) -> dict[str, np.ndarray] | None:

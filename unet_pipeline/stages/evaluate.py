@@ -26,8 +26,9 @@ class Evaluation:
         return float(np.mean(self.dice))
 
 
-def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
-    """Zero-pad a short last batch to the size the artifact accepts (static shapes, or below batch_min)."""
+def pad_batch(batch: np.ndarray, spec: BuildSpec) -> np.ndarray:
+    """Zero-pad a short batch to the smallest the artifact accepts (static: `batch`; dynamic: `batch_min`)."""
+    size = max(spec.batch_dims[0], len(batch))
     if len(batch) >= size:
         return batch
     pad = np.zeros((size - len(batch), *batch.shape[1:]), dtype=batch.dtype)
@@ -37,14 +38,13 @@ def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
 def evaluate(session: Session, samples: list[Sample], spec: BuildSpec, progress: bool) -> Evaluation:
     """Run every sample through the engine; Dice per image at model resolution."""
     result = Evaluation()
-    low = spec.batch if spec.shape == "static" else spec.batch_dims[0]
     start = time.perf_counter()
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for i in range(0, len(samples), spec.batch):
             chunk = samples[i : i + spec.batch]
             t0 = time.perf_counter()
             inputs, masks = zip(*(load_pair(s, spec.input_hw) for s in chunk), strict=True)
-            batch = pad_batch(np.stack(inputs), max(low, len(chunk)))
+            batch = pad_batch(np.stack(inputs), spec)
             result.preprocess_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             logits = session.infer(batch)[: len(chunk)]
