@@ -86,6 +86,7 @@ def tiny_overrides(data_root: Path, checkpoint: Path) -> list[str]:
         "benchmark.iterations=3",
         "benchmark.min_seconds=0.1",
         "progress=false",
+        f"cache.dir={data_root.parent / 'cache'}",
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,7 +130,8 @@ def test_build_call_sequence_against_the_sdk_double(monkeypatch, tmp_path):
     graph = tmp_path / "model.pt"
     graph.write_bytes(b"traced")
     images = [np.full((3, 8, 12), 0.5, np.float32) for _ in range(3)]
-    build_model(load_sdk(), graph, plan, CalibrationFeed(images, 2, MagicMindSettings()), tmp_path / "model.mm")
+    feed = CalibrationFeed(images, s.build_batch, MagicMindSettings())
+    build_model(load_sdk(), graph, plan, feed, tmp_path / "model.mm")
     names = [c[0] for c in fake_magicmind.CALLS]
     assert names == [
         "Network",
@@ -148,9 +150,11 @@ def test_build_call_sequence_against_the_sdk_double(monkeypatch, tmp_path):
         "serialize_to_file",
     ]
     assert ("set_model_param", "pytorch-input-dtypes", ["FLOAT32"]) in fake_magicmind.CALLS
-    assert ("set_dimension", [2, 3, 8, 12]) in fake_magicmind.CALLS
+    # a dynamic artifact is built at the range's minimum batch, whatever batch it will run at
+    assert ("set_dimension", [1, 3, 8, 12]) in fake_magicmind.CALLS
+    assert build_plan(spec("qint8_mixed_float16", "dynamic", batch=16, hw=(8, 12)), MagicMindSettings()) == plan
     assert [c[1] for c in fake_magicmind.CALLS if c[0] == "parse_from_string"] == plan["builder_config_fragments"]
-    assert len(fake_magicmind.CALIBRATION_SAMPLES) == 2
+    assert len(fake_magicmind.CALIBRATION_SAMPLES) == 3
     assert all(np.allclose(x, 127.5) for x in fake_magicmind.CALIBRATION_SAMPLES)  # 0.5 -> 127.5, not 0.5/255
 
 
@@ -176,7 +180,7 @@ def test_full_job_on_the_sdk_double(monkeypatch, tiny_job_cfg, tmp_path):
     names = [c[0] for c in fake_magicmind.CALLS]
     assert names.index("serialize_to_file") < names.index("deserialize_from_file") < names.index("create_i_engine")
     assert all(x.max() > 1.0 for x in fake_magicmind.ENQUEUED)  # 0-255 input, /255 folded in the model
-    plan = json.loads((tmp_path / "job" / "artifacts" / "engine" / "build_plan.json").read_text())
+    plan = json.loads((Path(record["cache"]["engine"]["path"]).parent / "build_plan.json").read_text())
     assert plan["builder_config"]["graph_shape_mutable"] is True
     assert "unverified" in to_frame(load_records(tmp_path / "job"))["compiled_as"][0]  # never shown as float
 
@@ -215,7 +219,7 @@ def test_dry_run_plans_all_six_precisions_by_two_shapes(tmp_path, tiny_dataset, 
         "qint8_mixed_float16", True, 1, 64, 640, 959, "mtp_372", [2, 6, 8]
     )
     assert parity["calibration"]["num_samples"] == 3 and len(parity["calibration"]["files"]) == 3
-    assert not list((tmp_path / "outputs" / "multirun").glob("*/*/artifacts"))  # nothing built
+    assert not (tmp_path / "outputs" / "cache").exists()  # nothing built
 
 
 def test_real_run_without_sdk_is_a_failed_row(tmp_path, tiny_dataset, tiny_checkpoint):
@@ -235,4 +239,4 @@ def test_every_engine_dry_runs(tiny_job_cfg, tmp_path):
         assert record["status"] == "planned", record["error"]
         plan = json.loads((tmp_path / engine / "plan.json").read_text())
         assert plan["engine"]["engine"] == engine and plan["engine"]["input_shape"] == [1, 3, 64, 96]
-        assert not (tmp_path / engine / "artifacts").exists()
+        assert not (tmp_path / "cache").exists()

@@ -157,6 +157,12 @@ class BenchmarkConfig:
 
 
 @dataclass
+class CacheConfig:
+    enabled: bool = True
+    dir: str = "outputs/cache"
+
+
+@dataclass
 class PipelineConfig:
     model: ModelConfig = MISSING
     precision: PrecisionConfig = MISSING
@@ -166,10 +172,12 @@ class PipelineConfig:
     engine: Any = MISSING
     data: DataConfig = MISSING
     benchmark: BenchmarkConfig = MISSING
+    cache: CacheConfig = field(default_factory=CacheConfig)
     batch: int = 1
     dry_run: bool = False
     strict_precision: bool = True
     progress: bool = True
+    force: bool = False
     tags: list[str] = field(default_factory=list)
 
 

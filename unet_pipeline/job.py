@@ -7,7 +7,9 @@ elsewhere; tables are therefore always aggregated from these files on disk.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
 import platform
 import time
 import traceback
@@ -22,9 +24,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .cache import ArtifactCache, NoCache
 from .data import Sample, list_samples, load_input, select_calibration, select_eval
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
+from .keys import engine_parts, export_parts, job_identity
 from .model import build_unet, file_sha256, input_hw, load_unet
 from .records import write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
@@ -88,6 +92,8 @@ class JobRecord:
         self.data: dict[str, Any] = {
             "status": "running",
             "error": None,
+            "identity": job_identity(cfg),
+            "process": {"host": platform.node(), "pid": os.getpid()},
             "job": {
                 "model": cfg.model.name,
                 "checkpoint": cfg.model.checkpoint,
@@ -107,6 +113,7 @@ class JobRecord:
             },
             "metrics": {"dice": None, "dice_min": None, "num_images": 0},
             "compiled": {},
+            "cache": {"dir": str(cfg.cache.dir) if cfg.cache.enabled else None, "export": None, "engine": None},
             "notes": [],
             "data": {},
             "timings": {},
@@ -217,17 +224,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
 
     with record.timed("load_model"):
         net = _load_model(cfg.model, r)
-
-    artifacts = out_dir / "artifacts"
-    with record.timed("export"):
-        graph = export_graph(net, engine.capabilities.export_format, spec, artifacts / "export")
-    calibration = None
-    if calib_samples is not None:
-        with record.timed("calibration_data"):
-            calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress)
-    with record.timed("build"):
-        artifact = engine.build(graph, spec, calibration, artifacts / "engine")
-    del calibration
+    artifact = _export_and_build(cfg, engine, spec, net, calib_samples, out_dir, record)
     with record.timed("load_engine"):
         session = engine.load(artifact, spec)
         r["compiled"] = session.describe()
@@ -240,6 +237,46 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         if cfg.benchmark.enabled:
             with record.timed("benchmark"):
                 _benchmark(cfg, engine, session, artifact, spec, eval_samples, r)
+
+
+def _export_and_build(
+    cfg: DictConfig,
+    engine: Engine,
+    spec: BuildSpec,
+    net: torch.nn.Module,
+    calib_samples: list[Sample] | None,
+    out_dir: Path,
+    record: JobRecord,
+) -> Path:
+    """Exported graph and engine artifact from the content-addressed cache, built only on a miss."""
+    r = record.data
+    cache = ArtifactCache(cfg.cache.dir) if cfg.cache.enabled else NoCache(out_dir)
+    sha = r["job"]["checkpoint_sha256"]
+    weights = f"sha256:{sha}" if sha else f"{RANDOM_WEIGHTS}:seed0"
+    export_format = engine.capabilities.export_format
+    with record.timed("export"):
+        exported = cache.get_or_build(
+            "export",
+            export_parts(cfg.model, weights, spec, export_format),
+            lambda out: export_graph(net, export_format, spec, out),
+        )
+    r["cache"]["export"] = exported.record()
+
+    def build(out: Path) -> Path:
+        calibration = None
+        if calib_samples is not None:
+            with record.timed("calibration_data"):
+                calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress)
+        return engine.build(exported.artifact, spec, calibration, out)
+
+    parts = engine_parts(exported.key, engine, spec, cfg.calibration, calib_samples)
+    with record.timed("build"):
+        built = cache.get_or_build("engine", parts, build)
+    r["cache"]["engine"] = built.record()
+    for stage, result in (("export", exported), ("engine", built)):
+        if result.rebuilt_corrupt:
+            r["notes"].append(f"cache: the {stage} entry failed its integrity check and was rebuilt")
+    return built.artifact
 
 
 def _benchmark(
@@ -298,16 +335,33 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''} (unexpected; HYDRA_FULL_ERROR=1 shows the traceback)"
 
 
+def completed_before(out_dir: Path, identity: str) -> dict[str, Any] | None:
+    """The job dir's record if it says completed for the same config identity (resume skips the job)."""
+    try:
+        previous = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(previous, dict) and previous.get("status") == "completed" and previous.get("identity") == identity:
+        return previous
+    return None
+
+
 def run_job(
     cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None, reraise_unexpected: bool = False
 ) -> dict[str, Any]:
     """Run all stages and write out_dir/result.json, success or failure.
 
     Stage errors are recorded, not raised, so a sweep goes on; `reraise_unexpected` re-raises errors that
-    are not PipelineErrors (after the record is written) for debugging with HYDRA_FULL_ERROR=1.
+    are not PipelineErrors (after the record is written) for debugging with HYDRA_FULL_ERROR=1. A dir that
+    already holds a completed record of the same config is skipped (resume) unless `force=true`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     record = JobRecord(cfg, list(overrides or []))
+    previous = completed_before(out_dir, record.data["identity"])
+    if previous is not None and not cfg.force:
+        log.info("skipped: %s already holds a completed result for this config (force=true re-runs it)", out_dir)
+        return previous
+    write_json(out_dir / RESULT_FILE, record.data)  # a "running" record: a killed job still leaves a row
     try:
         with record.timed("total"):
             _run_stages(cfg, out_dir, record)

@@ -61,6 +61,8 @@ def load_records(root: Path) -> list[dict[str, Any]]:
             record = {"status": "missing", "error": "no result.json (job killed or still running)"}
         except (OSError, json.JSONDecodeError) as exc:
             record = {"status": "unreadable", "error": f"result.json unreadable ({type(exc).__name__})"}
+        if record.get("status") == "running":
+            record["error"] = "did not finish (killed, or still running); re-run the sweep to resume it"
         relative = str(job_dir.relative_to(root))
         record["job_dir"] = job_dir.name if relative == "." else relative
         records.append(record)

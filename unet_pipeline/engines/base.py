@@ -66,6 +66,24 @@ class BuildSpec:
         """(min, max) batch the artifact accepts."""
         return self.batch_range if self.shape == "dynamic" else (self.batch, self.batch)
 
+    @property
+    def build_batch(self) -> int:
+        """The batch an artifact is traced, built and calibrated at.
+
+        Static: the batch itself. Dynamic: the range's minimum (the sample's `--input_dims 1 ...`), so one
+        dynamic artifact serves every batch in its range and a batch sweep builds it once.
+        """
+        return self.batch_dims[0]
+
+    def artifact_identity(self) -> dict[str, object]:
+        """The shape facts an artifact depends on (the run batch of a dynamic artifact is not one)."""
+        return {
+            "shape": self.shape,
+            "batch_dims": list(self.batch_dims),
+            "channels": self.channels,
+            "input_hw": list(self.input_hw),
+        }
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -203,7 +203,7 @@ class MagicMindEngine(Engine):
         out_dir.mkdir(parents=True, exist_ok=True)
         plan = build_plan(spec, self.settings_)
         (out_dir / PLAN).write_text(json.dumps(plan, indent=2))
-        feed = CalibrationFeed(calibration, spec.batch, self.settings_) if "calibration" in plan else None
+        feed = CalibrationFeed(calibration, spec.build_batch, self.settings_) if "calibration" in plan else None
         return build_model(sdk, graph, plan, feed, out_dir / MODEL)
 
     def load(self, artifact: Path, spec: BuildSpec) -> Session:

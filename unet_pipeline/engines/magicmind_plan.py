@@ -58,7 +58,7 @@ def input_dims(spec: BuildSpec, layout: str = "NCHW") -> list[int]:
     NCHW for the parsed network; `layout="NHWC"` gives what the host feeds after convert_input_layout.
     """
     h, w = spec.input_hw
-    return [spec.batch, h, w, spec.channels] if layout == "NHWC" else [spec.batch, spec.channels, h, w]
+    return [spec.build_batch, h, w, spec.channels] if layout == "NHWC" else [spec.build_batch, spec.channels, h, w]
 
 
 def builder_fragments(spec: BuildSpec, settings: MagicMindSettings) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def build_plan(spec: BuildSpec, settings: MagicMindSettings) -> dict[str, Any]:
         "parser": {
             "model_kind": "kPytorch",
             "graph": "TorchScript trace (torch.jit.trace)",
-            "trace_input_shape": [spec.batch, spec.channels, h, w],
+            "trace_input_shape": [spec.build_batch, spec.channels, h, w],
             "model_params": {"pytorch-input-dtypes": ["FLOAT32"]},
         },
         "input_dims": input_dims(spec),

@@ -124,7 +124,7 @@ class OnnxRuntimeEngine(Engine):
         plan = super().plan(spec)
         plan["providers"] = [_PROVIDERS[spec.device]]
         if spec.precision.quant_bits == 8:
-            batch = spec.batch if spec.shape == "static" else 1
+            batch = spec.build_batch
             plan["quantization"] = {
                 "tool": "onnxruntime.quantization.quantize_static",
                 "quant_format": "QDQ",
@@ -167,7 +167,7 @@ class OnnxRuntimeEngine(Engine):
             raise PipelineError("int8 needs calibration images: set calibration.num_samples > 0")
         prepared = artifact.with_name("prepared.onnx")
         quant_pre_process(str(graph), str(prepared))  # shape inference + BN folding, as ORT recommends
-        batch = spec.batch if spec.shape == "static" else 1
+        batch = spec.build_batch
         reader = _CalibrationReader(calibration, "input", batch)
         quantize_static(
             str(prepared),

@@ -79,7 +79,7 @@ def _torchscript(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.pt"
     with torch.no_grad():
-        torch.jit.trace(net, torch.zeros(spec.batch, spec.channels, h, w)).save(str(path))
+        torch.jit.trace(net, torch.zeros(spec.build_batch, spec.channels, h, w)).save(str(path))
     return path
 
 

@@ -1,0 +1,92 @@
+"""What determines each artifact and each job: the parts hashed into cache keys and resume identities.
+
+Kept in one place so that a reviewer can check, key by key, that nothing which changes an artifact is
+missing (a wrong cache hit silently reports another model's figures) and that nothing which does not
+change it is present (a needless miss costs a rebuild, nothing worse).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .cache import content_key
+from .data import Sample
+from .engines.base import BuildSpec, Engine
+from .model import file_sha256
+
+ARCHITECTURE = ("n_channels", "n_classes", "bilinear", "base_width")
+# The libraries that write each export format: a new exporter may write a different graph.
+EXPORT_TOOLS = {
+    "openvino_ir": ("torch", "openvino"),
+    "onnx": ("torch", "onnx", "onnxscript"),
+    "torch_export": ("torch",),
+    "torchscript": ("torch",),
+}
+# Keys that change how a job runs or where it writes, never what it measures: not part of its identity.
+NOT_JOB_IDENTITY = ("progress", "force", "cache")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def weights_identity(checkpoint: str, random_name: str) -> str:
+    """Weights by content (a renamed or copied file is the same weights); seeded random weights by name."""
+    return f"{random_name}:seed0" if checkpoint == random_name else f"sha256:{file_sha256(checkpoint)}"
+
+
+def export_parts(model_cfg: DictConfig, weights: str, spec: BuildSpec, export_format: str) -> dict[str, Any]:
+    """An exported graph depends on the weights, the architecture, the input shape and the exporter."""
+    return {
+        "stage": "export",
+        "format": export_format,
+        "weights": weights,
+        "architecture": {k: model_cfg[k] for k in ARCHITECTURE},
+        "input": spec.artifact_identity(),
+        "tools": {name: _version(name) for name in EXPORT_TOOLS.get(export_format, ("torch",))},
+    }
+
+
+def engine_parts(
+    export_key: str,
+    engine: Engine,
+    spec: BuildSpec,
+    calibration_cfg: DictConfig,
+    calibration_samples: list[Sample] | None,
+) -> dict[str, Any]:
+    """A built artifact depends on its graph, the engine and its version and settings, precision, device,
+    shape, and for quantized precisions on the calibration images (by content) and settings."""
+    calibration = None
+    if calibration_samples is not None:
+        settings = OmegaConf.to_container(calibration_cfg, resolve=True)
+        settings.pop("root", None)  # where the images are does not matter, what they contain does
+        calibration = {
+            "settings": settings,
+            "images": [file_sha256(s.image) for s in calibration_samples],
+        }
+    return {
+        "stage": "engine",
+        "export": export_key,
+        "engine": engine.name,
+        "engine_version": engine.version(),
+        "settings": engine.settings(),
+        "precision": spec.precision.mode,
+        "device": spec.device,
+        "input": spec.artifact_identity(),
+        "calibration": calibration,
+    }
+
+
+def job_identity(cfg: DictConfig) -> str:
+    """Hash of the resolved job config minus run-time switches: equal identities measure the same thing."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    for key in NOT_JOB_IDENTITY:
+        container.pop(key, None)
+    container.get("benchmark", {}).pop("lock_dir", None)
+    return content_key(container)
