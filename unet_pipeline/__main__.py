@@ -11,11 +11,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from hydra_plugins.unet_pipeline_slurm import ensure_registered
+
 from . import results
 from .config import register_configs
 from .job import run_job
 
 register_configs()
+ensure_registered()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="pipeline")

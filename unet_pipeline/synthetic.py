@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -198,17 +199,20 @@ def ensure_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = F
     marker = root / f".complete-v{VERSION}-{cars}x{views}-{frame[0]}x{frame[1]}-{seed}"
     if marker.is_file():
         return root
-    if root.exists():
-        shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
-    try:
-        write_dataset(tmp, cars, views, frame, seed)
-        (tmp / marker.name).touch()
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with FileLock(str(root.parent / f".{root.name}.lock")):  # parallel jobs: one generates, the others wait
+        if marker.is_file():
+            return root
+        if root.exists():
+            shutil.rmtree(root)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+        try:
+            write_dataset(tmp, cars, views, frame, seed)
+            (tmp / marker.name).touch()
+            os.replace(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return root
 
 
