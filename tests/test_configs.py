@@ -95,3 +95,28 @@ def test_experiment_overlay_is_global(compose_cfg):
     assert cfg.shape.mode.value == "dynamic"
     assert cfg.precision.mode == PrecisionMode.qint8_mixed_float16
     assert "sample_parity" in cfg.tags
+
+
+@pytest.mark.parametrize(
+    ("experiment", "axes"),
+    [
+        ("sample_eval", {"precision": "force_float32,force_float16,qint8_mixed_float16"}),
+        ("sample_perf", {"precision": "force_float32,force_float16,qint8_mixed_float16", "batch": "1,16"}),
+        ("cross_engine", {"engine": "openvino,onnxruntime,torch", "precision": "force_float32", "batch": "1,4"}),
+    ],
+)
+def test_sweep_experiments_carry_their_axes_and_a_stable_dir(experiment, axes):
+    """`-m experiment=X` sweeps the sample's axes into a fixed dir, so re-running it resumes."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
+        cfg = compose("pipeline", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert dict(cfg.hydra.sweeper.params) == axes
+    sweep_dir = str(cfg.hydra.sweep._get_node("dir")._value())  # unresolved: ${hydra:...} needs a running app
+    assert "now:" not in sweep_dir and experiment in sweep_dir
+    if experiment.startswith("sample_"):
+        assert cfg.model.name == "unet_carvana" and cfg.calibration.num_samples == 50
+        assert cfg.shape.mode.value == ("dynamic" if experiment == "sample_eval" else "static")

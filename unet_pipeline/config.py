@@ -211,9 +211,15 @@ def bundled_checkpoint(name: str) -> str:
     return str(files("unet_pipeline") / "checkpoints" / name)
 
 
+def engine_module(target: str) -> str:
+    """`unet_pipeline.engines.openvino.OpenVINOEngine` -> `openvino`: names sweep dirs per engine."""
+    return target.rsplit(".", 2)[-2]
+
+
 def register_configs() -> None:
-    """Register the schemas and the `${bundled:<file>}` resolver; conf/*.yaml name them."""
+    """Register the schemas and the `${bundled:<file>}` / `${engine_module:...}` resolvers; conf/*.yaml use them."""
     OmegaConf.register_new_resolver("bundled", bundled_checkpoint, replace=True)
+    OmegaConf.register_new_resolver("engine_module", engine_module, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="pipeline_schema", node=PipelineConfig)
