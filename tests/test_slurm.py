@@ -75,16 +75,19 @@ def test_a_cancelled_job_is_a_failed_row_and_the_sweep_ends(slurm_env, tmp_path,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 180
-    pending: list[str] = []
-    while not pending:  # #0 running means submitit has already seen #1 in the queue
-        assert time.monotonic() < deadline and proc.poll() is None, "the sweep never reached: #0 running, #1 pending"
-        states = dict(line.split() for line in _squeue(slurm_env) if line.strip())
-        running = any(k.endswith("_0") and v == "RUNNING" for k, v in states.items())
-        pending = [k for k, v in states.items() if k.endswith("_1") and v == "PENDING"] if running else []
-        time.sleep(0.2)
-    subprocess.run(["scancel", pending[0]], check=True, env=env)
-    output, _ = proc.communicate(timeout=300)  # fails fast: no hang waiting for a job that will never run
+    try:
+        deadline = time.monotonic() + 180
+        pending: list[str] = []
+        while not pending:  # #0 running means submitit has already seen #1 in the queue
+            assert time.monotonic() < deadline and proc.poll() is None, "never reached: #0 running, #1 pending"
+            states = dict(line.split() for line in _squeue(slurm_env) if line.strip())
+            running = any(k.endswith("_0") and v == "RUNNING" for k, v in states.items())
+            pending = [k for k, v in states.items() if k.endswith("_1") and v == "PENDING"] if running else []
+            time.sleep(0.2)
+        subprocess.run(["scancel", pending[0]], check=True, env=env)
+        output, _ = proc.communicate(timeout=300)  # fails fast: no hang waiting for a job that will never run
+    finally:
+        proc.kill()
     assert proc.returncode == 1, output[-3000:]
     table = pd.read_csv(tmp_path / "sweep" / "results.csv")
     assert list(table["status"]) == ["completed", "failed"]

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.unet_pipeline_slurm import ensure_registered
 
-from . import results
+from . import preflight, results
 from .config import register_configs
 from .job import run_job
 
@@ -39,4 +39,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight.exit_on_error("pipeline")
     main()

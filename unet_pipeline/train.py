@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from . import preflight
 from .config import register_configs
 from .data import Sample, held_out_cars, list_samples, load_pair, select_eval
 from .errors import PipelineError
@@ -224,4 +225,5 @@ def main(cfg: DictConfig) -> None:
 register_configs()
 
 if __name__ == "__main__":
+    preflight.exit_on_error("train")
     main()
