@@ -38,6 +38,11 @@ class Split(str, Enum):
     all = "all"
 
 
+class BadSamplePolicy(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING
@@ -98,6 +103,7 @@ class DataConfig:
     images_dir: str = "imgs"
     masks_dir: str = "masks"
     mask_suffix: str = "_mask"
+    on_bad_sample: BadSamplePolicy = BadSamplePolicy.fail
 
 
 @dataclass

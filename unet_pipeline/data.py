@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import PipelineError
+from .errors import BadSampleError, PipelineError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _CAR_ID = re.compile(r"^(?P<car>.+)_\d+$")
@@ -135,11 +135,21 @@ def select_calibration(
     return [pool[i] for i in picks], overlaps
 
 
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Decode to RGB uint8 HWC; a broken file is a one-line error naming it."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Decode to RGB uint8 HWC; a broken file is a one-line error naming it.
+
+    A JPEG without its end marker is refused as truncated before decoding: libjpeg may decode it with
+    the missing rows grey (only a warning on stderr), which would silently lower Dice.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    if data[:2].tobytes() == _JPEG_SOI and _JPEG_EOI not in data[-64:].tobytes():
+        raise BadSampleError(f"image {path} is truncated (no JPEG end marker); replace or remove it")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
-        raise PipelineError(f"cannot decode image {path} (truncated or not an image); replace or remove it")
+        raise BadSampleError(f"cannot decode image {path} (not an image); replace or remove it")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -149,11 +159,12 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("L") if img.mode not in ("P", "L", "1") else img)
     except (UnidentifiedImageError, OSError) as exc:
-        raise PipelineError(f"cannot decode mask {path} ({exc.__class__.__name__}); replace or remove it") from exc
+        raise BadSampleError(f"cannot decode mask {path} ({exc.__class__.__name__}); replace or remove it") from exc
     arr = arr.astype(np.uint8, copy=False)
     present = set(np.flatnonzero(np.bincount(arr.ravel(), minlength=256)).tolist())
     if not (present <= {0, 1} or present <= {0, 255}):
-        raise PipelineError(f"mask {path} has values {sorted(present)[:6]}; masks must be binary, {{0,1}} or {{0,255}}")
+        values = sorted(present)[:6]
+        raise BadSampleError(f"mask {path} has values {values}; masks must be binary, {{0,1}} or {{0,255}}")
     return (arr > 0).astype(np.uint8)
 
 
@@ -179,7 +190,7 @@ def load_pair(sample: Sample, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     """Model input and ground-truth mask at model resolution; their source sizes must agree."""
     rgb, mask = read_image(sample.image), read_mask(sample.mask)
     if rgb.shape[:2] != mask.shape[:2]:
-        raise PipelineError(
+        raise BadSampleError(
             f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
             f"{rgb.shape[1]}x{rgb.shape[0]}; masks must match their images"
         )

@@ -232,7 +232,10 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
         r["benchmark"]["lock_wait_seconds"] = round(waited, 3)
         with record.timed("inference"):
-            evaluation = evaluate(session, eval_samples, spec, cfg.progress)
+            evaluation = evaluate(session, eval_samples, spec, cfg.progress, skip_bad=_skip_bad(cfg))
+        _record_skipped(r, "evaluation", evaluation.skipped)
+        if not evaluation.dice:
+            raise PipelineError("every evaluation image was skipped as bad (data.on_bad_sample=skip); fix the dataset")
         _record_evaluation(r, evaluation, out_dir)
         if cfg.benchmark.enabled:
             with record.timed("benchmark"):
@@ -266,7 +269,9 @@ def _export_and_build(
         calibration = None
         if calib_samples is not None:
             with record.timed("calibration_data"):
-                calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress)
+                skipped: list[dict[str, str]] = []
+                calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress, _skip_bad(cfg), skipped)
+                _record_skipped(r, "calibration", skipped)
         return engine.build(exported.artifact, spec, calibration, out)
 
     parts = engine_parts(exported.key, engine, spec, cfg.calibration, calib_samples)
@@ -277,6 +282,20 @@ def _export_and_build(
         if result.rebuilt_corrupt:
             r["notes"].append(f"cache: the {stage} entry failed its integrity check and was rebuilt")
     return built.artifact
+
+
+def _skip_bad(cfg: DictConfig) -> bool:
+    return cfg.data.on_bad_sample.value == "skip"
+
+
+def _record_skipped(r: dict[str, Any], stage: str, skipped: list[dict[str, str]]) -> None:
+    """data.on_bad_sample=skip: the row says how many were left out, result.json says which and why."""
+    if not skipped:
+        return
+    r["data"][f"skipped_{stage}"] = skipped
+    r["notes"].append(
+        f"{len(skipped)} bad {stage} image(s) skipped (data.on_bad_sample=skip), e.g. {skipped[0]['error']}"
+    )
 
 
 def _benchmark(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from ..data import Sample, load_pair
 from ..engines.base import BuildSpec, Session
+from ..errors import BadSampleError
 from ..metrics import dice_per_image, predict_labels
 
 
@@ -20,6 +22,7 @@ class Evaluation:
     seconds: float = 0.0  # the whole loop: decode, preprocess, infer, postprocess, Dice
     engine_seconds: float = 0.0  # time inside Session.infer only
     preprocess_seconds: float = 0.0  # decode + resize + normalize of images and masks
+    skipped: list[dict[str, str]] = field(default_factory=list)  # data.on_bad_sample=skip: {"id", "error"}
 
     @property
     def mean_dice(self) -> float:
@@ -35,15 +38,35 @@ def pad_batch(batch: np.ndarray, spec: BuildSpec) -> np.ndarray:
     return np.concatenate([batch, pad])
 
 
-def evaluate(session: Session, samples: list[Sample], spec: BuildSpec, progress: bool) -> Evaluation:
+def load_usable(samples: Iterable[Sample], load, skip_bad: bool, skipped: list[dict[str, str]]) -> list:
+    """`load(sample)` for each sample; a bad one raises, or with `skip_bad` is listed in `skipped` and left out."""
+    loaded = []
+    for sample in samples:
+        try:
+            loaded.append(load(sample))
+        except BadSampleError as exc:
+            if not skip_bad:
+                raise
+            skipped.append({"id": sample.id, "error": str(exc)})
+    return loaded
+
+
+def evaluate(
+    session: Session, samples: list[Sample], spec: BuildSpec, progress: bool, skip_bad: bool = False
+) -> Evaluation:
     """Run every sample through the engine; Dice per image at model resolution."""
     result = Evaluation()
     start = time.perf_counter()
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for i in range(0, len(samples), spec.batch):
-            chunk = samples[i : i + spec.batch]
             t0 = time.perf_counter()
-            inputs, masks = zip(*(load_pair(s, spec.input_hw) for s in chunk), strict=True)
+            pairs = load_usable(
+                samples[i : i + spec.batch], lambda s: (s, *load_pair(s, spec.input_hw)), skip_bad, result.skipped
+            )
+            bar.update(min(spec.batch, len(samples) - i))
+            if not pairs:
+                continue
+            chunk, inputs, masks = zip(*pairs, strict=True)
             batch = pad_batch(np.stack(inputs), spec)
             result.preprocess_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -52,6 +75,5 @@ def evaluate(session: Session, samples: list[Sample], spec: BuildSpec, progress:
             scores = dice_per_image(predict_labels(logits), np.stack(masks))
             result.ids.extend(s.id for s in chunk)
             result.dice.extend(scores.tolist())
-            bar.update(len(chunk))
     result.seconds = time.perf_counter() - start
     return result
