@@ -38,6 +38,11 @@ class Split(str, Enum):
     all = "all"
 
 
+class DecodeMode(str, Enum):
+    full = "full"
+    reduced = "reduced"
+
+
 class BadSamplePolicy(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -104,6 +109,8 @@ class DataConfig:
     masks_dir: str = "masks"
     mask_suffix: str = "_mask"
     on_bad_sample: BadSamplePolicy = BadSamplePolicy.fail
+    decode: DecodeMode = DecodeMode.full
+    prefetch_batches: int = 2
 
 
 @dataclass

@@ -105,6 +105,7 @@ class JobRecord:
                 if cfg.shape.mode.value == "dynamic"
                 else None,
                 "input_size": list(input_hw(cfg.model, cfg.data)),
+                "decode": str(cfg.data.decode.value),
                 "device": cfg.device.name,
                 "engine": None,
                 "engine_version": None,
@@ -232,7 +233,15 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
         r["benchmark"]["lock_wait_seconds"] = round(waited, 3)
         with record.timed("inference"):
-            evaluation = evaluate(session, eval_samples, spec, cfg.progress, skip_bad=_skip_bad(cfg))
+            evaluation = evaluate(
+                session,
+                eval_samples,
+                spec,
+                cfg.progress,
+                skip_bad=_skip_bad(cfg),
+                reduced=_reduced(cfg),
+                prefetch=cfg.data.prefetch_batches,
+            )
         _record_skipped(r, "evaluation", evaluation.skipped)
         if not evaluation.dice:
             raise PipelineError("every evaluation image was skipped as bad (data.on_bad_sample=skip); fix the dataset")
@@ -270,7 +279,9 @@ def _export_and_build(
         if calib_samples is not None:
             with record.timed("calibration_data"):
                 skipped: list[dict[str, str]] = []
-                calibration = load_calibration(calib_samples, spec.input_hw, cfg.progress, _skip_bad(cfg), skipped)
+                calibration = load_calibration(
+                    calib_samples, spec.input_hw, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
+                )
                 _record_skipped(r, "calibration", skipped)
         return engine.build(exported.artifact, spec, calibration, out)
 
@@ -288,6 +299,11 @@ def _skip_bad(cfg: DictConfig) -> bool:
     return cfg.data.on_bad_sample.value == "skip"
 
 
+def _reduced(cfg: DictConfig) -> bool:
+    """data.decode=reduced: calibration, evaluation and the benchmark batch all decode the same way."""
+    return cfg.data.decode.value == "reduced"
+
+
 def _record_skipped(r: dict[str, Any], stage: str, skipped: list[dict[str, str]]) -> None:
     """data.on_bad_sample=skip: the row says how many were left out, result.json says which and why."""
     if not skipped:
@@ -302,7 +318,7 @@ def _benchmark(
     cfg: DictConfig, engine: Engine, session, artifact: Path, spec: BuildSpec, samples: list[Sample], r: dict[str, Any]
 ) -> None:
     """Engine-only figures on the first evaluation batch, held in memory; vendor tool on request."""
-    batch = pad_batch(np.stack([load_input(s, spec.input_hw) for s in samples[: spec.batch]]), spec)
+    batch = pad_batch(np.stack([load_input(s, spec.input_hw, _reduced(cfg)) for s in samples[: spec.batch]]), spec)
     bench = cfg.benchmark
     r["benchmark"]["engine"] = time_sync(session, batch, bench, cfg.progress)
     r["benchmark"]["engine_async"] = time_async(session, batch, bench)
