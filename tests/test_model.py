@@ -85,3 +85,29 @@ def test_input_size_from_scale():
     data = OmegaConf.create(dict(frame_width=1918, frame_height=1280))
     assert input_hw(model_cfg(scale=0.5), data) == (640, 959)
     assert input_hw(model_cfg(scale=0.25), data) == (320, 479)
+
+
+def test_aligned_input_pads_in_the_graph_and_crops_back():
+    from unet_pipeline.model import AlignedInput, with_alignment
+
+    torch.manual_seed(0)
+    net = UNet(base_width=4).eval()
+    aligned = with_alignment(net, 32)
+    assert isinstance(aligned, AlignedInput) and with_alignment(net, 0) is net
+    odd = torch.rand(1, 3, 40, 59)
+    with torch.no_grad():
+        assert aligned(odd).shape == (1, 2, 40, 59)  # the host feeds and scores the original size
+        even = torch.rand(1, 3, 64, 96)
+        assert torch.equal(aligned(even), net(even))  # already aligned: nothing changes
+    with pytest.raises(PipelineError, match=r"model\.align=12"):
+        with_alignment(net, 12)
+
+
+def test_align_is_recorded_and_part_of_the_export_key(tiny_job_cfg, tmp_path):
+    from unet_pipeline.job import run_job
+
+    plain = run_job(tiny_job_cfg("model.scale=0.6"), tmp_path / "plain")
+    aligned = run_job(tiny_job_cfg("model.scale=0.6", "model.align=16"), tmp_path / "aligned")
+    assert plain["status"] == aligned["status"] == "completed"
+    assert aligned["job"]["align"] == 16 and aligned["job"]["input_size"] == plain["job"]["input_size"]
+    assert aligned["cache"]["export"]["key"] != plain["cache"]["export"]["key"]

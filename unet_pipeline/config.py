@@ -57,6 +57,7 @@ class ModelConfig:
     bilinear: bool = False
     base_width: int = 64
     scale: float = 0.5
+    align: int = 0
 
 
 @dataclass

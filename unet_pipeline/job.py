@@ -29,7 +29,7 @@ from .data import Sample, list_samples, load_input, select_calibration, select_e
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
 from .keys import engine_parts, export_parts, job_identity
-from .model import build_unet, file_sha256, input_hw, load_unet
+from .model import build_unet, file_sha256, input_hw, load_unet, with_alignment
 from .records import write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
@@ -106,6 +106,7 @@ class JobRecord:
                 else None,
                 "input_size": list(input_hw(cfg.model, cfg.data)),
                 "decode": str(cfg.data.decode.value),
+                "align": cfg.model.align,
                 "device": cfg.device.name,
                 "engine": None,
                 "engine_version": None,
@@ -338,10 +339,10 @@ def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
     if checkpoint == RANDOM_WEIGHTS:
         torch.manual_seed(0)
         r["notes"].append("random weights (model.checkpoint=random): Dice not applicable")
-        return build_unet(model_cfg).eval()
+        return with_alignment(build_unet(model_cfg).eval(), model_cfg.align)
     net, _ = load_unet(model_cfg, checkpoint)
     r["job"]["checkpoint_sha256"] = file_sha256(checkpoint)
-    return net
+    return with_alignment(net, model_cfg.align)
 
 
 def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None:

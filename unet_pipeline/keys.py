@@ -17,7 +17,7 @@ from .data import Sample
 from .engines.base import BuildSpec, Engine
 from .model import file_sha256
 
-ARCHITECTURE = ("n_channels", "n_classes", "bilinear", "base_width")
+ARCHITECTURE = ("n_channels", "n_classes", "bilinear", "base_width", "align")
 # The libraries that write each export format: a new exporter may write a different graph.
 EXPORT_TOOLS = {
     "openvino_ir": ("torch", "openvino"),
