@@ -7,7 +7,8 @@ Three sweeps in one run, each printed with its ratios and the Dice of every row:
 1. end to end (decode + resize + normalize + infer + argmax + Dice, reduced decode, prefetch) / engine-only of
    the same compiled model, at 320x479 and 640x959, batch 1 and 4, int8 and fp32 (targets: >= 0.85 and >= 0.95);
 2. model.align=32 / unaligned at 640x959 (target: >= 1.5x engine throughput, Dice within 0.0005);
-3. data.decode=reduced / full and data.prefetch_batches=2 / 0 at 640x959 (end-to-end throughput, Dice).
+3. data.decode=reduced / full and data.prefetch_batches=2 / 0 at 640x959 (end-to-end throughput, Dice);
+4. model.input_format=uint8_nhwc (/255 and layout folded into the model) / float NCHW from Python.
 The bundled Carvana model was trained at 320x479: its Dice at 640x959 is lower, but every comparison here is
 between rows of the same weights and size.
 """
@@ -109,6 +110,14 @@ def main(argv: list[str]) -> int:
     host["decode+prefetch"] = host["job.decode"] + "+" + host["job.prefetch_batches"].astype(str)
     table, _ = pair_table(host, "decode+prefetch", "reduced+2", "full+0", "benchmark.end_to_end.throughput_ips")
     print("\n## Host side at 640x959, end to end: reduced decode + prefetch / full decode, serial\n\n" + table)
+
+    fold = run_sweep(
+        "pipeline-fold",
+        [PRECISIONS, "model.scale=0.5", "model.input_format=float_nchw,uint8_nhwc", "data.decode=reduced", *COMMON],
+        argv,
+    )
+    table, _ = pair_table(fold, "job.input_format", "uint8_nhwc", "float_nchw", "benchmark.end_to_end.throughput_ips")
+    print("\n## Normalization folded into the model (uint8 NHWC in) / in Python, end to end at 640x959\n\n" + table)
 
     print("\ntargets: " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
     return 0

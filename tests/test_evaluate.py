@@ -47,3 +47,22 @@ def test_reduced_decode_is_close_to_full_decode_on_a_real_frame():
         # DCT scaling vs full decode + bicubic: ~2 grey levels on average at 1/4 (0.0076), ~0.5 at 1/2 (0.0018);
         # a wrong channel order or scale would be tens of levels. Dice decides (benchmark/perf.py measures it).
         assert abs(full - fast).mean() < 0.01
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime", "torch"])
+def test_uint8_nhwc_input_gives_the_same_dice_as_float_input(engine, tiny_job_cfg, tmp_path):
+    """/255 and the layout change inside the model compute exactly what the host did."""
+    floats = run_job(tiny_job_cfg(f"engine={engine}"), tmp_path / "float")
+    pixels = run_job(tiny_job_cfg(f"engine={engine}", "model.input_format=uint8_nhwc"), tmp_path / "uint8")
+    assert floats["status"] == pixels["status"] == "completed", pixels["error"]
+    assert pixels["job"]["input_format"] == "uint8_nhwc"
+    assert pixels["metrics"]["dice"] == pytest.approx(floats["metrics"]["dice"], abs=1e-6)
+    assert pixels["cache"]["export"]["key"] != floats["cache"]["export"]["key"]
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_uint8_nhwc_int8_quantizes(engine, tiny_job_cfg, tmp_path):
+    overrides = (f"engine={engine}", "model.input_format=uint8_nhwc", "precision=qint8_mixed_float32")
+    record = run_job(tiny_job_cfg(*overrides), tmp_path / "j")
+    assert record["status"] == "completed", record["error"]
+    assert record["compiled"]["quantized_layer_share"] > 0.5

@@ -38,6 +38,11 @@ class Split(str, Enum):
     all = "all"
 
 
+class InputFormat(str, Enum):
+    float_nchw = "float_nchw"
+    uint8_nhwc = "uint8_nhwc"
+
+
 class DecodeMode(str, Enum):
     full = "full"
     reduced = "reduced"
@@ -58,6 +63,7 @@ class ModelConfig:
     base_width: int = 64
     scale: float = 0.5
     align: int = 0
+    input_format: InputFormat = InputFormat.float_nchw
 
 
 @dataclass

@@ -178,8 +178,10 @@ def reduced_decode_flag(source_hw: tuple[int, int], target_hw: tuple[int, int]) 
     return cv2.IMREAD_COLOR
 
 
-def read_input(path: Path, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
-    """The model input (float32 CHW in [0, 1], `hw`) and the source frame's (height, width).
+def read_input(
+    path: Path, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model input (float32 CHW in [0, 1], or HWC uint8 pixels with `uint8_nhwc`) and the source (height, width).
 
     `reduced=True` (data.decode=reduced) lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 of its size when
     that is still at least the model's size, then the same bicubic resize (none when it already fits:
@@ -197,7 +199,8 @@ def read_input(path: Path, hw: tuple[int, int], reduced: bool = False) -> tuple[
     else:
         bgr = _decode(data, path)
         source = bgr.shape[:2]
-    return preprocess_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), hw), source
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return (resize_image(rgb, hw) if uint8_nhwc else preprocess_image(rgb, hw)), source
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -215,10 +218,15 @@ def read_mask(path: Path) -> np.ndarray:
     return (arr > 0).astype(np.uint8)
 
 
-def preprocess_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 HWC -> float32 CHW in [0, 1] at the model's input size (bicubic, as milesial)."""
+def resize_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 HWC at the model's input size (bicubic, as milesial); no copy when it already fits."""
     h, w = hw
-    resized = rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def preprocess_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 HWC -> float32 CHW in [0, 1] at the model's input size."""
+    resized = resize_image(rgb, hw)
     return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
 
 
@@ -228,14 +236,16 @@ def preprocess_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def load_input(sample: Sample, hw: tuple[int, int], reduced: bool = False) -> np.ndarray:
+def load_input(sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False) -> np.ndarray:
     """The model input for one image (used for calibration and inference alike)."""
-    return read_input(sample.image, hw, reduced)[0]
+    return read_input(sample.image, hw, reduced, uint8_nhwc)[0]
 
 
-def load_pair(sample: Sample, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Model input and ground-truth mask at model resolution; their source sizes must agree."""
-    image, (height, width) = read_input(sample.image, hw, reduced)
+    image, (height, width) = read_input(sample.image, hw, reduced, uint8_nhwc)
     mask = read_mask(sample.mask)
     if (height, width) != mask.shape[:2]:
         raise BadSampleError(

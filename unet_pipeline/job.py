@@ -29,7 +29,7 @@ from .data import Sample, list_samples, load_input, select_calibration, select_e
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
 from .keys import engine_parts, export_parts, job_identity
-from .model import build_unet, file_sha256, input_hw, load_unet, with_alignment
+from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
 from .records import write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
@@ -82,6 +82,7 @@ def build_spec(cfg: DictConfig) -> BuildSpec:
         input_hw=input_hw(cfg.model, cfg.data),
         channels=cfg.model.n_channels,
         device=cfg.device.kind,
+        input_format=str(cfg.model.input_format.value),
     )
 
 
@@ -108,6 +109,7 @@ class JobRecord:
                 "decode": str(cfg.data.decode.value),
                 "prefetch_batches": cfg.data.prefetch_batches,
                 "align": cfg.model.align,
+                "input_format": str(cfg.model.input_format.value),
                 "device": cfg.device.name,
                 "engine": None,
                 "engine_version": None,
@@ -230,8 +232,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     artifact = _export_and_build(cfg, engine, spec, net, calib_samples, out_dir, record)
     with record.timed("load_engine"):
         session = engine.load(artifact, spec)
-        h, w = spec.input_hw  # one warm-up call: lazy initialisation is not part of the end-to-end figure
-        session.infer(pad_batch(np.zeros((spec.batch, spec.channels, h, w), np.float32), spec))
+        session.infer(pad_batch(spec.zeros(spec.batch), spec))  # warm-up: lazy init is not part of e2e
         r["compiled"] = session.describe()
         r["notes"] += verify_compiled(spec, r["compiled"], cfg.strict_precision)
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
@@ -284,7 +285,7 @@ def _export_and_build(
             with record.timed("calibration_data"):
                 skipped: list[dict[str, str]] = []
                 calibration = load_calibration(
-                    calib_samples, spec.input_hw, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
+                    calib_samples, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
                 )
                 _record_skipped(r, "calibration", skipped)
         return engine.build(exported.artifact, spec, calibration, out)
@@ -322,7 +323,8 @@ def _benchmark(
     cfg: DictConfig, engine: Engine, session, artifact: Path, spec: BuildSpec, samples: list[Sample], r: dict[str, Any]
 ) -> None:
     """Engine-only figures on the first evaluation batch, held in memory; vendor tool on request."""
-    batch = pad_batch(np.stack([load_input(s, spec.input_hw, _reduced(cfg)) for s in samples[: spec.batch]]), spec)
+    inputs = [load_input(s, spec.input_hw, _reduced(cfg), spec.uint8_nhwc) for s in samples[: spec.batch]]
+    batch = pad_batch(np.stack(inputs), spec)
     bench = cfg.benchmark
     r["benchmark"]["engine"] = time_sync(session, batch, bench, cfg.progress)
     r["benchmark"]["engine_async"] = time_async(session, batch, bench)
@@ -342,10 +344,10 @@ def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
     if checkpoint == RANDOM_WEIGHTS:
         torch.manual_seed(0)
         r["notes"].append("random weights (model.checkpoint=random): Dice not applicable")
-        return with_alignment(build_unet(model_cfg).eval(), model_cfg.align)
+        return for_deployment(build_unet(model_cfg).eval(), model_cfg)
     net, _ = load_unet(model_cfg, checkpoint)
     r["job"]["checkpoint_sha256"] = file_sha256(checkpoint)
-    return with_alignment(net, model_cfg.align)
+    return for_deployment(net, model_cfg)
 
 
 def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None:

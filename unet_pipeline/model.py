@@ -138,6 +138,27 @@ def with_alignment(net: nn.Module, align: int) -> nn.Module:
     return AlignedInput(net, align).eval()
 
 
+class UInt8NHWCInput(nn.Module):
+    """Takes raw pixels (N, H, W, C) uint8 and does the layout change and /255 inside the graph.
+
+    Why: the host then only decodes and resizes; the engine fuses the scale into its first layer, and
+    the float conversion and transpose of every frame leave Python (model.input_format=uint8_nhwc).
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0))
+
+
+def for_deployment(net: nn.Module, model_cfg) -> nn.Module:
+    """The graph to export: the net, aligned (`model.align`), taking `model.input_format` inputs."""
+    net = with_alignment(net, model_cfg.align)
+    return UInt8NHWCInput(net).eval() if model_cfg.input_format == "uint8_nhwc" else net
+
+
 def build_unet(model_cfg) -> UNet:
     """The architecture named by a `model` config (no weights)."""
     return UNet(

@@ -60,6 +60,21 @@ class BuildSpec:
     input_hw: tuple[int, int]
     channels: int
     device: str  # device kind: cpu | cuda | mlu
+    # float_nchw: float32 [0,1] NCHW; uint8_nhwc: raw pixels, /255 and layout in the model
+    input_format: str = "float_nchw"
+
+    @property
+    def uint8_nhwc(self) -> bool:
+        return self.input_format == "uint8_nhwc"
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        """What the host feeds: (N, C, H, W) float32, or (N, H, W, C) uint8 with normalization in the model."""
+        h, w = self.input_hw
+        return (batch, h, w, self.channels) if self.uint8_nhwc else (batch, self.channels, h, w)
+
+    def zeros(self, batch: int) -> np.ndarray:
+        """An input batch of zeros in the fed shape and dtype (warm-up, benchmarks of random weights)."""
+        return np.zeros(self.input_shape(batch), np.uint8 if self.uint8_nhwc else np.float32)
 
     @property
     def batch_dims(self) -> tuple[int, int]:
@@ -82,6 +97,7 @@ class BuildSpec:
             "batch_dims": list(self.batch_dims),
             "channels": self.channels,
             "input_hw": list(self.input_hw),
+            "input_format": self.input_format,
         }
 
 
@@ -111,7 +127,8 @@ class Session(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) float32 in [0, 1] -> (N, classes, H, W) logits."""
+        """A batch as `BuildSpec.input_shape` says ((N, C, H, W) float32 in [0, 1], or (N, H, W, C) uint8)
+        -> (N, classes, H, W) logits."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -139,7 +156,8 @@ class Engine(ABC):
             "engine": self.name,
             "settings": self.settings(),
             "export_format": self.capabilities.export_format,
-            "input_shape": [f"{low}..{high}" if low != high else low, spec.channels, *spec.input_hw],
+            "input_shape": [f"{low}..{high}" if low != high else low, *spec.input_shape(1)[1:]],
+            "input_format": spec.input_format,
             "precision": spec.precision.mode,
         }
 

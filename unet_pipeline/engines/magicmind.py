@@ -191,6 +191,14 @@ class MagicMindEngine(Engine):
             "mm_run": mm_run_command(Path(MODEL), spec.batch, self.settings_.device_id),
         }
 
+    def check(self, spec: BuildSpec) -> None:
+        super().check(spec)
+        if spec.uint8_nhwc:
+            raise PipelineError(
+                "engine=magicmind folds normalization and layout with its own builder options "
+                "(engine.fold_normalization, engine.input_layout=NHWC); keep model.input_format=float_nchw"
+            )
+
     def require_runtime(self) -> None:
         load_sdk()
 

@@ -155,8 +155,7 @@ class OpenVINOEngine(Engine):
         precision options' None defaults against "").
         """
         config = json.loads((artifact.parent / META).read_text())["config"]
-        h, w = spec.input_hw
-        shape = f"input[{spec.batch},{spec.channels},{h},{w}]"
+        shape = "input[" + ",".join(map(str, spec.input_shape(spec.batch))) + "]"
         command = [
             "benchmark_app",
             "-m",

@@ -67,8 +67,7 @@ class TorchEngine(Engine):
             module = torch.compile(module, mode=self.compile_mode)
         session = TorchSession(module, device, _DTYPES[spec.precision.float_type], self.settings())
         if self.compile:  # compile now, so inference timings do not include it
-            h, w = spec.input_hw
-            session.infer(np.zeros((spec.batch, spec.channels, h, w), np.float32))
+            session.infer(spec.zeros(spec.batch))
         return session
 
 

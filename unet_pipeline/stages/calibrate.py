@@ -6,17 +6,19 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import Sample, load_input
+from ..engines.base import BuildSpec
 from .evaluate import load_usable
 
 
 def load_calibration(
     samples: list[Sample],
-    hw: tuple[int, int],
+    spec: BuildSpec,
     progress: bool,
     skip_bad: bool,
     skipped: list[dict[str, str]],
     reduced: bool = False,
 ) -> list[np.ndarray]:
-    """CHW float32 arrays for the engine's quantizer; bad images fail or are skipped like evaluation's."""
+    """Single inputs as the engine is fed them (`BuildSpec.input_shape` without the batch), for its quantizer;
+    bad images fail or are skipped like evaluation's."""
     bar = tqdm(samples, desc="calibration images", disable=not progress)
-    return load_usable(bar, lambda s: load_input(s, hw, reduced), skip_bad, skipped)
+    return load_usable(bar, lambda s: load_input(s, spec.input_hw, reduced, spec.uint8_nhwc), skip_bad, skipped)

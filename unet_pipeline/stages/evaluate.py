@@ -65,7 +65,7 @@ class _Prepared:
 
 def _prepare(chunk: list[Sample], spec: BuildSpec, reduced: bool, skip_bad: bool) -> _Prepared:
     start, skipped = time.thread_time(), []
-    pairs = load_usable(chunk, lambda s: (s, *load_pair(s, spec.input_hw, reduced)), skip_bad, skipped)
+    pairs = load_usable(chunk, lambda s: (s, *load_pair(s, spec.input_hw, reduced, spec.uint8_nhwc)), skip_bad, skipped)
     if not pairs:
         return _Prepared((), None, None, time.thread_time() - start, skipped)
     samples, inputs, masks = zip(*pairs, strict=True)

@@ -14,14 +14,12 @@ def _openvino_ir(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     """OpenVINO IR via ov.convert_model; batch static or a [min..max] range, H and W fixed."""
     import openvino as ov
 
-    h, w = spec.input_hw
     low, high = spec.batch_dims
     batch = ov.Dimension(low, high) if spec.shape == "dynamic" else ov.Dimension(spec.batch)
+    element = ov.Type.u8 if spec.uint8_nhwc else ov.Type.f32
     with torch.no_grad():
         model = ov.convert_model(
-            net,
-            example_input=torch.zeros(low, spec.channels, h, w),
-            input=[ov.PartialShape([batch, spec.channels, h, w])],
+            net, example_input=_zeros(spec, low), input=[(ov.PartialShape([batch, *spec.input_shape(1)[1:]]), element)]
         )
     model.inputs[0].get_tensor().set_names({"input"})
     model.outputs[0].get_tensor().set_names({"logits"})
@@ -31,17 +29,20 @@ def _openvino_ir(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     return path
 
 
+def _zeros(spec: BuildSpec, batch: int) -> torch.Tensor:
+    return torch.from_numpy(spec.zeros(batch))
+
+
 def _example_and_dims(spec: BuildSpec) -> tuple[torch.Tensor, dict | None]:
     """Example input and torch.export dynamic shapes for the batch dim.
 
     torch.export specialises a dim whose example size is 1, so a dynamic batch is traced at size >= 2.
     """
-    h, w = spec.input_hw
     low, high = spec.batch_dims
     if spec.shape != "dynamic" or low == high:
-        return torch.zeros(spec.batch, spec.channels, h, w), None
+        return _zeros(spec, spec.batch), None
     batch = torch.export.Dim("batch", min=low, max=high)
-    return torch.zeros(max(2, low), spec.channels, h, w), {"x": {0: batch}}
+    return _zeros(spec, max(2, low)), {"x": {0: batch}}
 
 
 def _onnx(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
@@ -75,11 +76,10 @@ def _torch_export(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
 
 def _torchscript(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     """A TorchScript trace at the configured input shape, as MagicMind's PyTorch parser consumes."""
-    h, w = spec.input_hw
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.pt"
     with torch.no_grad():
-        torch.jit.trace(net, torch.zeros(spec.build_batch, spec.channels, h, w)).save(str(path))
+        torch.jit.trace(net, _zeros(spec, spec.build_batch)).save(str(path))
     return path
 
 
