@@ -66,3 +66,20 @@ def test_uint8_nhwc_int8_quantizes(engine, tiny_job_cfg, tmp_path):
     record = run_job(tiny_job_cfg(*overrides), tmp_path / "j")
     assert record["status"] == "completed", record["error"]
     assert record["compiled"]["quantized_layer_share"] > 0.5
+
+
+def test_input_cache_is_shared_across_jobs_and_never_changes_a_figure(tiny_job_cfg, tmp_path):
+    cold = run_job(tiny_job_cfg("data.cache_inputs=true"), tmp_path / "cold")
+    warm = run_job(tiny_job_cfg("data.cache_inputs=true", "precision=qint8_mixed_float32"), tmp_path / "warm")
+    plain = run_job(tiny_job_cfg(), tmp_path / "plain")
+    n = cold["metrics"]["num_images"]
+    assert cold["benchmark"]["end_to_end"]["input_cache"] == {"hits": 0, "misses": n}
+    assert warm["benchmark"]["end_to_end"]["input_cache"] == {"hits": n, "misses": 0}  # another job, same inputs
+    assert plain["benchmark"]["end_to_end"]["input_cache"] is None
+    assert (tmp_path / "cold" / "per_image.csv").read_text() == (tmp_path / "plain" / "per_image.csv").read_text()
+    entries = sorted((tmp_path / "cache" / "inputs").glob("*.npz"))
+    assert len(entries) == n
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # damaged on disk: recomputed, never trusted
+    again = run_job(tiny_job_cfg("data.cache_inputs=true"), tmp_path / "again")
+    assert again["benchmark"]["end_to_end"]["input_cache"] == {"hits": n - 1, "misses": 1}
+    assert (tmp_path / "again" / "per_image.csv").read_text() == (tmp_path / "plain" / "per_image.csv").read_text()

@@ -118,6 +118,7 @@ class DataConfig:
     on_bad_sample: BadSamplePolicy = BadSamplePolicy.fail
     decode: DecodeMode = DecodeMode.full
     prefetch_batches: int = 2
+    cache_inputs: bool = False
 
 
 @dataclass

@@ -178,10 +178,8 @@ def reduced_decode_flag(source_hw: tuple[int, int], target_hw: tuple[int, int]) 
     return cv2.IMREAD_COLOR
 
 
-def read_input(
-    path: Path, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """The model input (float32 CHW in [0, 1], or HWC uint8 pixels with `uint8_nhwc`) and the source (height, width).
+def read_pixels(path: Path, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB uint8 HxWx3 at the model size `hw`, and the source frame's (height, width).
 
     `reduced=True` (data.decode=reduced) lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 of its size when
     that is still at least the model's size, then the same bicubic resize (none when it already fits:
@@ -199,8 +197,22 @@ def read_input(
     else:
         bgr = _decode(data, path)
         source = bgr.shape[:2]
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return (resize_image(rgb, hw) if uint8_nhwc else preprocess_image(rgb, hw)), source
+    return resize_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), hw), source
+
+
+def to_model_input(pixels: np.ndarray, uint8_nhwc: bool = False) -> np.ndarray:
+    """What the engine is fed: the pixels as they are (model.input_format=uint8_nhwc), or float32 CHW in [0, 1]."""
+    if uint8_nhwc:
+        return pixels
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def read_input(
+    path: Path, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model input for one image file and the source frame's (height, width)."""
+    pixels, source = read_pixels(path, hw, reduced)
+    return to_model_input(pixels, uint8_nhwc), source
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -226,8 +238,7 @@ def resize_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def preprocess_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """RGB uint8 HWC -> float32 CHW in [0, 1] at the model's input size."""
-    resized = resize_image(rgb, hw)
-    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
+    return to_model_input(resize_image(rgb, hw))
 
 
 def preprocess_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -241,15 +252,21 @@ def load_input(sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8
     return read_input(sample.image, hw, reduced, uint8_nhwc)[0]
 
 
-def load_pair(
-    sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Model input and ground-truth mask at model resolution; their source sizes must agree."""
-    image, (height, width) = read_input(sample.image, hw, reduced, uint8_nhwc)
+def load_pair_pixels(sample: Sample, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (uint8 HxWx3) and ground-truth mask at model resolution; their source sizes must agree."""
+    pixels, (height, width) = read_pixels(sample.image, hw, reduced)
     mask = read_mask(sample.mask)
     if (height, width) != mask.shape[:2]:
         raise BadSampleError(
             f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
             f"{width}x{height}; masks must match their images"
         )
-    return image, preprocess_mask(mask, hw)
+    return pixels, preprocess_mask(mask, hw)
+
+
+def load_pair(
+    sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model input and ground-truth mask at model resolution."""
+    pixels, mask = load_pair_pixels(sample, hw, reduced)
+    return to_model_input(pixels, uint8_nhwc), mask

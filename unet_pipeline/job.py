@@ -28,6 +28,7 @@ from .cache import ArtifactCache, NoCache
 from .data import Sample, list_samples, load_input, select_calibration, select_eval
 from .engines.base import BuildSpec, Engine, Precision
 from .errors import PipelineError
+from .input_cache import InputCache
 from .keys import engine_parts, export_parts, job_identity
 from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
 from .records import write_json
@@ -238,6 +239,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
         r["benchmark"]["lock_wait_seconds"] = round(waited, 3)
         with record.timed("inference"):
+            inputs = InputCache(cfg.cache.dir, spec.input_hw, _reduced(cfg)) if _cache_inputs(cfg) else None
             evaluation = evaluate(
                 session,
                 eval_samples,
@@ -246,11 +248,13 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
                 skip_bad=_skip_bad(cfg),
                 reduced=_reduced(cfg),
                 prefetch=cfg.data.prefetch_batches,
+                input_cache=inputs,
             )
         _record_skipped(r, "evaluation", evaluation.skipped)
         if not evaluation.dice:
             raise PipelineError("every evaluation image was skipped as bad (data.on_bad_sample=skip); fix the dataset")
         _record_evaluation(r, evaluation, out_dir)
+        r["benchmark"]["end_to_end"]["input_cache"] = inputs.record() if inputs else None
         if cfg.benchmark.enabled:
             with record.timed("benchmark"):
                 _benchmark(cfg, engine, session, artifact, spec, eval_samples, r)
@@ -302,6 +306,11 @@ def _export_and_build(
 
 def _skip_bad(cfg: DictConfig) -> bool:
     return cfg.data.on_bad_sample.value == "skip"
+
+
+def _cache_inputs(cfg: DictConfig) -> bool:
+    """data.cache_inputs=true shares decoded inputs through cache.dir (so not with cache.enabled=false)."""
+    return bool(cfg.data.cache_inputs and cfg.cache.enabled)
 
 
 def _reduced(cfg: DictConfig) -> bool:

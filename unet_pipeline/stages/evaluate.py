@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -12,9 +12,10 @@ from itertools import islice
 import numpy as np
 from tqdm import tqdm
 
-from ..data import Sample, load_pair
+from ..data import Sample, load_pair, to_model_input
 from ..engines.base import BuildSpec, Session
 from ..errors import BadSampleError
+from ..input_cache import InputCache
 from ..metrics import dice_per_image, predict_labels
 
 
@@ -63,9 +64,12 @@ class _Prepared:
     skipped: list[dict[str, str]]
 
 
-def _prepare(chunk: list[Sample], spec: BuildSpec, reduced: bool, skip_bad: bool) -> _Prepared:
+Loader = Callable[[Sample], tuple[np.ndarray, np.ndarray]]  # sample -> (model input, mask at model size)
+
+
+def _prepare(chunk: list[Sample], spec: BuildSpec, load: Loader, skip_bad: bool) -> _Prepared:
     start, skipped = time.thread_time(), []
-    pairs = load_usable(chunk, lambda s: (s, *load_pair(s, spec.input_hw, reduced, spec.uint8_nhwc)), skip_bad, skipped)
+    pairs = load_usable(chunk, lambda s: (s, *load(s)), skip_bad, skipped)
     if not pairs:
         return _Prepared((), None, None, time.thread_time() - start, skipped)
     samples, inputs, masks = zip(*pairs, strict=True)
@@ -74,20 +78,20 @@ def _prepare(chunk: list[Sample], spec: BuildSpec, reduced: bool, skip_bad: bool
 
 
 def _prepared_batches(
-    chunks: list[list[Sample]], spec: BuildSpec, reduced: bool, skip_bad: bool, prefetch: int
+    chunks: list[list[Sample]], spec: BuildSpec, load: Loader, skip_bad: bool, prefetch: int
 ) -> Iterator[_Prepared]:
     """Prepared batches in order: in this thread (prefetch=0), or up to `prefetch` ahead in a worker."""
     if prefetch <= 0:
-        yield from (_prepare(chunk, spec, reduced, skip_bad) for chunk in chunks)
+        yield from (_prepare(chunk, spec, load, skip_bad) for chunk in chunks)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
         upcoming = iter(chunks)
-        pending = deque(pool.submit(_prepare, c, spec, reduced, skip_bad) for c in islice(upcoming, prefetch))
+        pending = deque(pool.submit(_prepare, c, spec, load, skip_bad) for c in islice(upcoming, prefetch))
         while pending:
             prepared = pending.popleft().result()
             following = next(upcoming, None)
             if following is not None:  # queued before the caller runs the engine on `prepared`
-                pending.append(pool.submit(_prepare, following, spec, reduced, skip_bad))
+                pending.append(pool.submit(_prepare, following, spec, load, skip_bad))
             yield prepared
 
 
@@ -99,17 +103,29 @@ def evaluate(
     skip_bad: bool = False,
     reduced: bool = False,
     prefetch: int = 2,
+    input_cache: InputCache | None = None,
 ) -> Evaluation:
     """Run every sample through the engine; Dice per image at model resolution.
 
     With `prefetch` > 0 a background thread decodes and preprocesses up to that many batches ahead while
     the engine runs the current one (OpenCV and Pillow release the GIL); results keep the sample order.
+    With an `input_cache`, decoded and resized pixels and masks come from (or go to) disk.
     """
+    if input_cache is None:
+
+        def load(s: Sample) -> tuple[np.ndarray, np.ndarray]:
+            return load_pair(s, spec.input_hw, reduced, spec.uint8_nhwc)
+    else:
+
+        def load(s: Sample) -> tuple[np.ndarray, np.ndarray]:
+            pixels, mask = input_cache.pair(s)
+            return to_model_input(pixels, spec.uint8_nhwc), mask
+
     result = Evaluation()
     chunks = [samples[i : i + spec.batch] for i in range(0, len(samples), spec.batch)]
     start = time.perf_counter()
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
-        for prepared in _prepared_batches(chunks, spec, reduced, skip_bad, prefetch):
+        for prepared in _prepared_batches(chunks, spec, load, skip_bad, prefetch):
             result.preprocess_seconds += prepared.cpu_seconds
             result.skipped += prepared.skipped
             bar.update(len(prepared.samples) + len(prepared.skipped))
