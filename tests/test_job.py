@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -20,8 +21,8 @@ from .conftest import CARVANA, needs_carvana
 
 
 def per_image(out_dir):
-    lines = (out_dir / "per_image.csv").read_text().splitlines()[1:]
-    return dict(line.split(",") for line in lines)
+    table = pd.read_csv(out_dir / "per_image.csv", dtype={"dice": str})
+    return dict(zip(table["image_id"], table["dice"], strict=True))
 
 
 def test_precision_parts():

@@ -178,6 +178,12 @@ class BenchmarkConfig:
 
 
 @dataclass
+class SaveConfig:
+    masks: bool = False
+    overlays: int = 0
+
+
+@dataclass
 class CacheConfig:
     enabled: bool = True
     dir: str = "outputs/cache"
@@ -194,6 +200,7 @@ class PipelineConfig:
     data: DataConfig = MISSING
     benchmark: BenchmarkConfig = MISSING
     cache: CacheConfig = field(default_factory=CacheConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
     batch: int = 1
     dry_run: bool = False
     strict_precision: bool = True

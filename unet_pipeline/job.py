@@ -21,6 +21,7 @@ from typing import Any
 
 import hydra
 import numpy as np
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,12 +32,13 @@ from .errors import PipelineError
 from .input_cache import InputCache
 from .keys import engine_parts, export_parts, job_identity
 from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
-from .records import write_json
+from .records import write_atomic, write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_calibration
 from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
+from .stages.save import save_outputs
 from .synthetic import ensure_configured
 
 log = logging.getLogger(__name__)
@@ -253,11 +255,18 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         _record_skipped(r, "evaluation", evaluation.skipped)
         if not evaluation.dice:
             raise PipelineError("every evaluation image was skipped as bad (data.on_bad_sample=skip); fix the dataset")
-        _record_evaluation(r, evaluation, out_dir)
+        _record_evaluation(r, evaluation, out_dir, {s.id: s.image for s in eval_samples})
         r["benchmark"]["end_to_end"]["input_cache"] = inputs.record() if inputs else None
         if cfg.benchmark.enabled:
             with record.timed("benchmark"):
                 _benchmark(cfg, engine, session, artifact, spec, eval_samples, r)
+        if cfg.save.masks or cfg.save.overlays:
+            with record.timed("save"):
+                dice = dict(zip(evaluation.ids, evaluation.dice, strict=True))
+                saved = save_outputs(
+                    session, eval_samples, dice, spec, out_dir, cfg.save.masks, cfg.save.overlays, _reduced(cfg)
+                )
+                r["saved"] = {"masks": saved.masks, "overlays": saved.overlays, "predictions": saved.predictions}
 
 
 def _export_and_build(
@@ -359,7 +368,7 @@ def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
     return for_deployment(net, model_cfg)
 
 
-def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None:
+def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path, images: dict[str, Path]) -> None:
     scored = r["job"]["checkpoint"] != RANDOM_WEIGHTS  # Dice of random weights is no measurement
     r["metrics"] = {
         "dice": round(ev.mean_dice, 6) if scored else None,
@@ -373,8 +382,8 @@ def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path) -> None
         "images": len(ev.dice),
         "seconds": round(ev.seconds, 3),
     }
-    lines = ["image_id,dice", *(f"{i},{d:.6f}" for i, d in zip(ev.ids, ev.dice, strict=True))]
-    (out_dir / PER_IMAGE_FILE).write_text("\n".join(lines) + "\n")
+    table = pd.DataFrame({"image_id": ev.ids, "dice": ev.dice, "image": [str(images[i]) for i in ev.ids]})
+    write_atomic(out_dir / PER_IMAGE_FILE, table.to_csv(index=False, float_format="%.6f"))
 
 
 def one_line(exc: BaseException) -> str:

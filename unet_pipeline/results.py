@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import compare
 from .job import RESULT_FILE
 from .records import write_atomic
 
@@ -30,6 +31,7 @@ MD_COLUMNS = [
     ("input", "input"),
     ("dice", "metrics.dice"),
     ("Δ dice vs fp32", "dice_delta_vs_fp32"),
+    ("worst image Δ", "worst_image_delta_vs_fp32"),
     ("images", "metrics.num_images"),
     ("compiled as", "compiled_as"),
     ("p50 ms", "benchmark.engine.latency_ms.p50"),
@@ -103,14 +105,23 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def fp32_reference(done_fp32: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    """The completed fp32 row of the same engine (same batch and shape if the sweep has one), or None."""
+    same_engine = done_fp32[done_fp32["job.engine"] == row["job.engine"]]
+    exact = same_engine[(same_engine["job.batch"] == row["job.batch"]) & (same_engine["shape"] == row["shape"])]
+    return exact.iloc[0] if len(exact) else (same_engine.iloc[0] if len(same_engine) else None)
+
+
+def _completed_fp32(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["status"] == "completed") & (frame["job.precision"] == "force_float32")]
+
+
 def _add_fp32_comparison(frame: pd.DataFrame) -> None:
     """Speed-up and Dice delta against the sweep's fp32 row of the same engine (same batch and shape if any)."""
     speed, delta = [], []
-    done = frame[(frame["status"] == "completed") & (frame["job.precision"] == "force_float32")]
+    done = _completed_fp32(frame)
     for _, row in frame.iterrows():
-        same_engine = done[done["job.engine"] == row["job.engine"]]
-        exact = same_engine[(same_engine["job.batch"] == row["job.batch"]) & (same_engine["shape"] == row["shape"])]
-        ref = exact.iloc[0] if len(exact) else (same_engine.iloc[0] if len(same_engine) else None)
+        ref = fp32_reference(done, row)
         ok = ref is not None and row["status"] == "completed"
         thr, ref_thr = (
             (row["benchmark.engine.throughput_ips"], ref["benchmark.engine.throughput_ips"]) if ok else (None, None)
@@ -189,6 +200,14 @@ def markdown(frame: pd.DataFrame) -> str:
 def write_tables(root: Path) -> pd.DataFrame:
     """Write root/results.csv (every field) and root/results.md (the summary); return the frame."""
     frame = to_frame(load_records(root))
+    done_fp32 = _completed_fp32(frame)
+    deltas = compare.per_image_deltas(root, frame, lambda row: fp32_reference(done_fp32, row))
+    worst = deltas.groupby("job")["delta"].min() if not deltas.empty else pd.Series(dtype=float)
+    frame["worst_image_delta_vs_fp32"] = [worst.get(job) for job in frame["job_dir"]]
+    flips = []
+    if not deltas.empty:
+        write_atomic(root / compare.COMPARISON_FILE, deltas.to_csv(index=False))
+        flips = compare.write_flips(root, deltas)
     csv_frame = frame.drop(columns=["remarks"])
     write_atomic(root / CSV_FILE, csv_frame.to_csv(index=False))
     failed = int((~frame["status"].isin(OK_STATUSES)).sum())
@@ -197,7 +216,8 @@ def write_tables(root: Path) -> pd.DataFrame:
     )
     plotted = len(frame) > 1 and plot_pareto(frame, root / PLOT_FILE)
     figure = f"\n![throughput vs Dice, Pareto front marked]({PLOT_FILE})\n" if plotted else ""
-    write_atomic(root / MD_FILE, header + markdown(frame) + "\n" + figure)
+    pictures = compare.markdown_section(deltas, flips) + compare.gallery_section(root, frame)
+    write_atomic(root / MD_FILE, header + markdown(frame) + "\n" + figure + pictures)
     return frame
 
 
