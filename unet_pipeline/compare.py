@@ -45,16 +45,17 @@ def per_image_deltas(root: Path, frame: pd.DataFrame, reference) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def flip_picture(photo_rgb: np.ndarray, fp32: np.ndarray, other: np.ndarray, caption: str) -> np.ndarray:
+def flip_picture(photo_rgb: np.ndarray, fp32: np.ndarray, other: np.ndarray, caption: list[str]) -> np.ndarray:
     """The photo at model size, dimmed, with the pixels only fp32 calls car in blue, only the other in magenta."""
     canvas = (cv2.cvtColor(photo_rgb, cv2.COLOR_RGB2BGR) * 0.55).astype(np.uint8)
     fp32_fg, other_fg = fp32 > 0, other > 0
     canvas[fp32_fg & ~other_fg] = FP32_ONLY
     canvas[other_fg & ~fp32_fg] = OTHER_ONLY
-    scale = photo_rgb.shape[1] / 480
-    cv2.rectangle(canvas, (0, 0), (photo_rgb.shape[1], int(22 * scale)), (0, 0, 0), -1)
-    cv2.putText(canvas, caption, (int(4 * scale), int(15 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.42 * scale,
-                (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+    scale, line = photo_rgb.shape[1] / 480, 16
+    cv2.rectangle(canvas, (0, 0), (photo_rgb.shape[1], int((line * len(caption) + 6) * scale)), (0, 0, 0), -1)
+    for n, text in enumerate(caption, start=1):
+        cv2.putText(canvas, text, (int(4 * scale), int(line * n * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.42 * scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
     return canvas
 
 
@@ -70,10 +71,10 @@ def write_flips(root: Path, deltas: pd.DataFrame, per_job: int = DEFAULT_FLIPS) 
                 continue
             photo = cv2.resize(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), ours.shape[::-1], interpolation=cv2.INTER_AREA)
             flipped = int(np.count_nonzero((ours > 0) != (fp32 > 0)))
-            caption = (
-                f"{r['image_id']}  {r['precision']} {r['dice']:.4f} vs fp32 {r['dice_fp32']:.4f}  "
-                f"{flipped} px flipped (blue: fp32 only, magenta: {r['precision']} only)"
-            )
+            caption = [
+                f"{r['image_id']}: {r['precision']} Dice {r['dice']:.4f}, fp32 {r['dice_fp32']:.4f}",
+                f"{flipped} px flipped - blue: car for fp32 only, magenta: for {r['precision']} only",
+            ]
             path = root / FLIPS_DIR / f"{str(job).replace('/', '_')}_{r['image_id']}.png"
             write_atomic(path, cv2.imencode(".png", flip_picture(photo, fp32, ours, caption))[1].tobytes())
             written.append({"job": job, "image_id": r["image_id"], "delta": r["delta"], "flipped": flipped,
