@@ -177,3 +177,12 @@ def test_manifest_records_parts_and_files(tmp_path):
     manifest = json.loads((result.artifact.parent / MANIFEST).read_text())
     assert manifest["parts"]["w"] == "sha256:aa" and set(manifest["files"]) == {"model.bin", "meta.json"}
     assert result.record()["key"] == content_key({"stage": "export", "w": "sha256:aa"})
+
+
+def test_job_identity_follows_the_checkpoint_content(compose_cfg, tmp_path):
+    """Weights retrained into the same file must not be skipped on resume as if already measured."""
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"weights v1")
+    before = job_identity(compose_cfg([f"model.checkpoint={path}"]))
+    path.write_bytes(b"weights v2")
+    assert job_identity(compose_cfg([f"model.checkpoint={path}"])) != before

@@ -8,6 +8,7 @@ change it is present (a needless miss costs a rebuild, nothing worse).
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -84,9 +85,16 @@ def engine_parts(
 
 
 def job_identity(cfg: DictConfig) -> str:
-    """Hash of the resolved job config minus run-time switches: equal identities measure the same thing."""
+    """Hash of the resolved job config minus run-time switches, plus the checkpoint's content.
+
+    Equal identities measure the same thing: retrained weights saved over the same path are another job.
+    (The dataset under data.root is trusted not to change between a run and its resume.)
+    """
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     for key in NOT_JOB_IDENTITY:
         container.pop(key, None)
     container.get("benchmark", {}).pop("lock_dir", None)
+    checkpoint = OmegaConf.select(cfg, "model.checkpoint")
+    if checkpoint and Path(checkpoint).is_file():
+        container["checkpoint_sha256"] = file_sha256(checkpoint)
     return content_key(container)
