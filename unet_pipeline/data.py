@@ -1,6 +1,6 @@
 """Carvana-layout datasets: listing, the car-disjoint split, calibration draw, decoding and preprocessing.
 
-Inference and calibration inputs go through the same `preprocess_image`, so int8 scales are computed on
+Inference and calibration inputs go through the same `read_pixels` + `to_model_input`, so int8 scales are computed on
 exactly what the engine later sees.
 """
 
@@ -234,11 +234,6 @@ def resize_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """RGB uint8 HWC at the model's input size (bicubic, as milesial); no copy when it already fits."""
     h, w = hw
     return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
-
-
-def preprocess_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 HWC -> float32 CHW in [0, 1] at the model's input size."""
-    return to_model_input(resize_image(rgb, hw))
 
 
 def preprocess_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

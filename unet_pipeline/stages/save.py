@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import Sample, load_pair, read_image, read_mask
+from ..data import Sample, load_input, read_image, read_mask
 from ..engines.base import BuildSpec, Session
 from ..metrics import predict_labels
 from ..records import write_atomic
@@ -72,10 +72,10 @@ def save_outputs(
     model-resolution predictions of every image (for the sweep's comparison against fp32)."""
     saved = Saved()
     worst = set(sorted(dice, key=dice.get)[:overlays])
-    wanted = [s for s in samples if s.id in dice and (masks or overlays)]
+    wanted = [s for s in samples if s.id in dice]
     for start in range(0, len(wanted), spec.batch):
         chunk = wanted[start : start + spec.batch]
-        inputs = [load_pair(s, spec.input_hw, reduced, spec.uint8_nhwc)[0] for s in chunk]
+        inputs = [load_input(s, spec.input_hw, reduced, spec.uint8_nhwc) for s in chunk]  # no mask needed
         logits = session.infer(pad_batch(np.stack(inputs), spec))[: len(chunk)]
         for sample, one in zip(chunk, logits, strict=True):
             if overlays:
