@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from unet_pipeline.config import PrecisionMode
-from unet_pipeline.engines.base import BuildSpec, Precision
+from unet_pipeline.engines.base import BuildSpec, Precision, QuantOptions
 from unet_pipeline.engines.magicmind import MISSING_SDK, MagicMindEngine, build_model, load_sdk
 from unet_pipeline.engines.magicmind_plan import CalibrationFeed, MagicMindSettings, build_plan, to_engine_input
 from unet_pipeline.errors import PipelineError
@@ -53,8 +53,12 @@ def sample_fragments(
     return [json.loads(s) for s in strings]
 
 
-def spec(precision: str, shape: str, batch: int = 1, hw=(640, 959)) -> BuildSpec:
-    return BuildSpec(Precision(precision), shape, batch, (1, 64) if shape == "dynamic" else None, hw, 3, "mlu")
+SAMPLE_QUANT = QuantOptions(weights="per_tensor")  # the sample's --weight_quant_granularity per_tensor
+
+
+def spec(precision: str, shape: str, batch: int = 1, hw=(640, 959), quant: QuantOptions = SAMPLE_QUANT) -> BuildSpec:
+    range_ = (1, 64) if shape == "dynamic" else None
+    return BuildSpec(Precision(precision), shape, batch, range_, hw, 3, "mlu", quant=quant)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -77,14 +81,12 @@ def test_plan_matches_the_sample_field_by_field(precision, shape, arch):
 
 def test_options_and_user_json_change_the_plan():
     settings = MagicMindSettings(
-        weight_quant_granularity="per_axis",
-        activation_quant_algo="asymmetric",
-        calibration_algorithm="eqnm",
         input_layout="NHWC",
         computation_preference="high_precision",
         user_json={"opt_config": {"conv_scale_fold": True}, "extra": 1},
     )
-    plan = build_plan(spec("qint16_mixed_float32", "static", 4), settings)
+    quant = QuantOptions(method="eqnm", weights="per_channel", activations="asymmetric")
+    plan = build_plan(spec("qint16_mixed_float32", "static", 4, quant=quant), settings)
     merged = plan["builder_config"]
     assert merged["precision_config"] == {
         "precision_mode": "qint16_mixed_float32",
@@ -204,6 +206,7 @@ def test_dry_run_plans_all_six_precisions_by_two_shapes(tmp_path, tiny_dataset, 
         f"data.root={tiny_dataset}",
         "data.val_fraction=0.5",
         "calibration.num_samples=3",
+        "calibration.weights=per_tensor",  # the sample's granularity (ours defaults to per_channel)
         f"precision={','.join(MM_PRECISIONS)}",
         "shape=static,dynamic",
         cwd=tmp_path,

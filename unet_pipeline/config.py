@@ -48,6 +48,29 @@ class DecodeMode(str, Enum):
     reduced = "reduced"
 
 
+class CalibrationMethod(str, Enum):
+    """Activation-range statistics; each engine maps the ones it has (Engine.capabilities)."""
+
+    default = "default"  # the engine's recommended one
+    minmax = "minmax"  # global min/max (ORT MinMax, MagicMind LINEAR_ALGORITHM)
+    mean_minmax = "mean_minmax"  # mean over images of each image's min/max (NNCF's default)
+    percentile = "percentile"  # clip outliers at calibration.percentile
+    entropy = "entropy"  # KL-divergence threshold (ORT Entropy)
+    histogram = "histogram"  # range minimising quantization error over a histogram (NNCF HISTOGRAM)
+    eqnm = "eqnm"  # MagicMind EQNM_ALGORITHM
+
+
+class WeightGranularity(str, Enum):
+    per_channel = "per_channel"
+    per_tensor = "per_tensor"
+
+
+class ActivationScheme(str, Enum):
+    default = "default"
+    symmetric = "symmetric"
+    asymmetric = "asymmetric"
+
+
 class BadSamplePolicy(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -83,6 +106,14 @@ class CalibrationConfig:
     root: str | None = "${data.root}"
     num_samples: int = 50
     seed: int = 0
+    method: CalibrationMethod = CalibrationMethod.default
+    percentile: float = 99.999
+    weights: WeightGranularity = WeightGranularity.per_channel
+    activations: ActivationScheme = ActivationScheme.default
+    keep_float: list[str] = field(default_factory=list)
+    max_dice_drop: float | None = None
+    validation_samples: int = 32
+    search_trials: int = 8
 
 
 @dataclass
@@ -136,7 +167,6 @@ class OnnxRuntimeEngineConfig:
     intra_op_num_threads: int | None = None
     inter_op_num_threads: int | None = None
     activation_type: str = "uint8"
-    per_channel: bool = True
 
 
 @dataclass
@@ -153,9 +183,6 @@ class MagicMindEngineConfig:
     arch: str | None = "${device.arch}"
     cluster_num: list[int] | None = "${device.cluster_num}"  # type: ignore[assignment]
     device_id: int = 0
-    weight_quant_granularity: str = "per_tensor"
-    activation_quant_algo: str = "symmetric"
-    calibration_algorithm: str = "linear"
     fold_normalization: bool = True
     input_layout: str = "NCHW"
     computation_preference: str = "auto"

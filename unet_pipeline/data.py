@@ -136,6 +136,28 @@ def select_calibration(
     return [pool[i] for i in picks], overlaps
 
 
+def select_validation(
+    candidates: list[Sample], eval_samples: list[Sample], calibration: list[Sample], num_samples: int, seed: int
+) -> list[Sample]:
+    """Held-apart images for accuracy-aware quantization: cars outside evaluation, images outside calibration.
+
+    Why apart from both: a Dice budget checked on calibration images flatters the quantizer, and one checked
+    on evaluation images would tune the model to the figure it is then judged by.
+    """
+    if num_samples <= 0:
+        raise PipelineError(f"calibration.validation_samples={num_samples} must be positive with max_dice_drop")
+    eval_cars, used = {s.car for s in eval_samples}, {s.id for s in calibration}
+    pool = [s for s in candidates if s.car not in eval_cars and s.id not in used]
+    if len(pool) < num_samples:
+        raise PipelineError(
+            f"calibration.validation_samples={num_samples} but only {len(pool)} images are outside the evaluation "
+            "cars and the calibration images; lower calibration.validation_samples or calibration.num_samples"
+        )
+    rng = np.random.default_rng([seed, 1])  # another stream than the calibration draw of the same seed
+    picks = sorted(rng.choice(len(pool), size=num_samples, replace=False).tolist())
+    return [pool[i] for i in picks]
+
+
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
 

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .cache import ArtifactCache, NoCache
-from .data import Sample, list_samples, load_input, select_calibration, select_eval
-from .engines.base import BuildSpec, Engine, Precision
+from .data import Sample, list_samples, load_input, select_calibration, select_eval, select_validation
+from .engines.base import BuildSpec, Engine, Precision, QuantOptions
 from .errors import PipelineError
 from .input_cache import InputCache
 from .keys import engine_parts, export_parts, job_identity
@@ -35,9 +36,11 @@ from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
 from .records import write_atomic, write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
-from .stages.calibrate import load_calibration
+from .stages.calibrate import load_calibration, load_validation
 from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
+from .stages.quantize import ValidationSet, build_quantized
+from .stages.quantize import read_record as read_quantization_record
 from .stages.save import save_outputs
 from .synthetic import ensure_configured
 
@@ -86,6 +89,24 @@ def build_spec(cfg: DictConfig) -> BuildSpec:
         channels=cfg.model.n_channels,
         device=cfg.device.kind,
         input_format=str(cfg.model.input_format.value),
+        quant=quant_options(cfg.calibration),
+    )
+
+
+def quant_options(calibration: DictConfig) -> QuantOptions:
+    """The engine-facing part of the `calibration` group."""
+    drop = calibration.max_dice_drop
+    if drop is not None and not 0 <= drop < 1:
+        raise PipelineError(f"calibration.max_dice_drop={drop} must be in [0, 1) (an absolute Dice drop, e.g. 0.001)")
+    if not 0 < calibration.percentile <= 100:
+        raise PipelineError(f"calibration.percentile={calibration.percentile} must be in (0, 100]")
+    return QuantOptions(
+        method=str(calibration.method.value),
+        percentile=float(calibration.percentile),
+        weights=str(calibration.weights.value),
+        activations=str(calibration.activations.value),
+        keep_float=tuple(str(x) for x in calibration.keep_float),
+        max_dice_drop=None if drop is None else float(drop),
     )
 
 
@@ -155,8 +176,17 @@ def _engine(cfg: DictConfig) -> Engine:
         raise
 
 
-def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> tuple[list[Sample], list[Sample] | None]:
-    """Evaluation images, and calibration images from other cars when the precision needs them."""
+@dataclass
+class Selection:
+    """Which images each stage uses: evaluation, calibration (quantized precisions), validation (max_dice_drop)."""
+
+    evaluation: list[Sample]
+    calibration: list[Sample] | None = None
+    validation: list[Sample] | None = None
+
+
+def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> Selection:
+    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed."""
     generated = ensure_configured(cfg.data)
     samples = list_samples(cfg.data.root, cfg.data)
     eval_samples = select_eval(samples, cfg.data)
@@ -172,7 +202,7 @@ def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> tuple[l
         "eval_cars": len({s.car for s in eval_samples}),
     }
     if not spec.precision.needs_calibration:
-        return eval_samples, None
+        return Selection(eval_samples)
     calibration = cfg.calibration
     pool = (
         samples
@@ -191,12 +221,19 @@ def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> tuple[l
             "calibration images come from cars in the evaluation set "
             "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
         )
-    return eval_samples, calib_samples
+    validation = None
+    if spec.quant.max_dice_drop is not None:
+        validation = select_validation(
+            pool, eval_samples, calib_samples, calibration.validation_samples, calibration.seed
+        )
+        r["data"]["validation_ids"] = [v.id for v in validation]
+    return Selection(eval_samples, calib_samples, validation)
 
 
 def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, r: dict[str, Any]) -> None:
     """dry_run=true: everything the job would build from, reviewed before spending device time."""
-    eval_samples, calib_samples = _select_data(cfg, spec, r)
+    selected = _select_data(cfg, spec, r)
+    eval_samples, calib_samples = selected.evaluation, selected.calibration
     plan = {
         "job": r["job"],
         "engine": engine.plan(spec),
@@ -207,6 +244,7 @@ def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path,
             "num_samples": len(calib_samples),
             "seed": cfg.calibration.seed,
             "files": [str(s.image) for s in calib_samples],
+            "validation_files": [str(s.image) for s in selected.validation or []],
         },
     }
     write_json(out_dir / PLAN_FILE, plan)
@@ -228,11 +266,12 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
-        eval_samples, calib_samples = _select_data(cfg, spec, r)
+        selected = _select_data(cfg, spec, r)
+        eval_samples = selected.evaluation
 
     with record.timed("load_model"):
         net = _load_model(cfg.model, r)
-    artifact = _export_and_build(cfg, engine, spec, net, calib_samples, out_dir, record)
+    artifact = _export_and_build(cfg, engine, spec, net, selected, out_dir, record)
     with record.timed("load_engine"):
         session = engine.load(artifact, spec)
         session.infer(pad_batch(spec.zeros(spec.batch), spec))  # warm-up: lazy init is not part of e2e
@@ -274,7 +313,7 @@ def _export_and_build(
     engine: Engine,
     spec: BuildSpec,
     net: torch.nn.Module,
-    calib_samples: list[Sample] | None,
+    selected: Selection,
     out_dir: Path,
     record: JobRecord,
 ) -> Path:
@@ -293,24 +332,46 @@ def _export_and_build(
     r["cache"]["export"] = exported.record()
 
     def build(out: Path) -> Path:
-        calibration = None
-        if calib_samples is not None:
-            with record.timed("calibration_data"):
-                skipped: list[dict[str, str]] = []
-                calibration = load_calibration(
-                    calib_samples, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
-                )
-                _record_skipped(r, "calibration", skipped)
-        return engine.build(exported.artifact, spec, calibration, out)
+        if selected.calibration is None:
+            return engine.build(exported.artifact, spec, None, out)
+        with record.timed("calibration_data"):
+            skipped: list[dict[str, str]] = []
+            calibration = load_calibration(
+                selected.calibration, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
+            )
+            validation = None
+            if selected.validation is not None:
+                items = load_validation(selected.validation, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg))
+                validation = ValidationSet(items, spec)
+            _record_skipped(r, "calibration", skipped)
+        trials = cfg.calibration.search_trials
+        return build_quantized(engine, exported.artifact, spec, calibration, validation, out, trials)
 
-    parts = engine_parts(exported.key, engine, spec, cfg.calibration, calib_samples)
+    parts = engine_parts(exported.key, engine, spec, cfg.calibration, selected.calibration, selected.validation)
     with record.timed("build"):
         built = cache.get_or_build("engine", parts, build)
     r["cache"]["engine"] = built.record()
+    _record_quantization(r, built.artifact)
     for stage, result in (("export", exported), ("engine", built)):
         if result.rebuilt_corrupt:
             r["notes"].append(f"cache: the {stage} entry failed its integrity check and was rebuilt")
     return built.artifact
+
+
+def _record_quantization(r: dict[str, Any], artifact: Path) -> None:
+    """What the int8 build did (options, layers kept in float, accuracy control), from beside the artifact."""
+    quantization = read_quantization_record(artifact)
+    if quantization is None:
+        return
+    r["quantization"] = quantization
+    control = quantization.get("accuracy_control")
+    if control:
+        kept = control.get("kept_float") or []
+        drop = control["reference_dice"] - control["final_dice"]
+        r["notes"].append(
+            f"max_dice_drop={control['max_dice_drop']}: validation Dice drop {drop:.5f}"
+            + (f", kept in float: {len(kept)} layer(s)" if kept else ", no layer needed float")
+        )
 
 
 def _skip_bad(cfg: DictConfig) -> bool:

@@ -60,16 +60,22 @@ def engine_parts(
     spec: BuildSpec,
     calibration_cfg: DictConfig,
     calibration_samples: list[Sample] | None,
+    validation_samples: list[Sample] | None = None,
 ) -> dict[str, Any]:
     """A built artifact depends on its graph, the engine and its version and settings, precision, device,
-    shape, and for quantized precisions on the calibration images (by content) and settings."""
+    shape, and for quantized precisions on the calibration images (by content) and settings, and with
+    calibration.max_dice_drop on the validation images the drop is measured on."""
     calibration = None
     if calibration_samples is not None:
         settings = OmegaConf.to_container(calibration_cfg, resolve=True)
         settings.pop("root", None)  # where the images are does not matter, what they contain does
+        if settings.get("max_dice_drop") is None:  # only accuracy-aware quantization reads these
+            settings.pop("validation_samples", None)
+            settings.pop("search_trials", None)
         calibration = {
             "settings": settings,
             "images": [file_sha256(s.image) for s in calibration_samples],
+            "validation": [[file_sha256(s.image), file_sha256(s.mask)] for s in validation_samples or []],
         }
     return {
         "stage": "engine",

@@ -26,6 +26,7 @@ MD_COLUMNS = [
     ("model", "job.model"),
     ("engine", "job.engine"),
     ("precision", "job.precision"),
+    ("calibration", "calibration"),
     ("batch", "job.batch"),
     ("shape", "shape"),
     ("input", "input"),
@@ -84,6 +85,27 @@ def _compiled_as(row: pd.Series) -> str | None:
     return ran
 
 
+def _calibration(row: pd.Series) -> str | None:
+    """e.g. '50 imgs · histogram · per_channel · act default · float [first, last] · drop≤0.001: 2 kept float'."""
+    method = row.get("quantization.options.method")
+    if not isinstance(method, str):
+        return None
+    parts = [
+        f"{row.get('data.calibration_images')} imgs",
+        method if method != "percentile" else f"percentile {row.get('quantization.options.percentile')}",
+        str(row.get("quantization.options.weights")),
+        f"act {row.get('quantization.options.activations')}",
+    ]
+    keep = row.get("quantization.options.keep_float")
+    if isinstance(keep, list) and keep:
+        parts.append(f"float [{', '.join(map(str, keep))}]")
+    drop = row.get("quantization.options.max_dice_drop")
+    if pd.notna(drop):
+        kept = row.get("quantization.accuracy_control.kept_float")
+        parts.append(f"drop≤{drop:g}: {len(kept) if isinstance(kept, list) else '?'} kept float")
+    return " · ".join(parts)
+
+
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Flatten records (dotted keys) and add the derived display columns."""
     trimmed = [{k: v for k, v in r.items() if k not in _DROP} for r in records]
@@ -97,6 +119,7 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     ]
     frame["input"] = [f"{s[0]}x{s[1]}" if isinstance(s, list) else None for s in frame["job.input_size"]]
     frame["compiled_as"] = frame.apply(_compiled_as, axis=1)
+    frame["calibration"] = frame.apply(_calibration, axis=1)
     _add_fp32_comparison(frame)
     frame["remarks"] = [
         err if isinstance(err, str) else ("; ".join(notes) if isinstance(notes, list) and notes else "")

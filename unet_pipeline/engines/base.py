@@ -10,7 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -50,6 +50,59 @@ class Precision:
 
 
 @dataclass(frozen=True)
+class QuantOptions:
+    """How a quantized precision is calibrated: the `calibration` group minus which images.
+
+    `default` values leave the choice to the engine's own recommended setting (recorded in the plan).
+    """
+
+    method: str = "default"  # statistics: default | minmax | mean_minmax | percentile | entropy | histogram | eqnm
+    percentile: float = 99.999  # method=percentile: the kept share of each activation's values, in %
+    weights: str = "per_channel"  # per_channel | per_tensor weight scales
+    activations: str = "default"  # default | symmetric | asymmetric activation ranges
+    keep_float: tuple[str, ...] = ()  # compute layers left in float: names, positions (0, -1) or first/last
+    max_dice_drop: float | None = None  # accuracy-aware quantization budget (absolute Dice on validation images)
+
+
+def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """Names of the compute layers `wanted` names by name, by position in graph order (0, -1) or first/last.
+
+    Why positions: layer names differ between exporters and engines, "the first and last convolution" does not.
+    """
+    aliases = {"first": "0", "last": "-1"}
+    resolved: list[str] = []
+    for entry in wanted:
+        key = aliases.get(str(entry), str(entry))
+        if key.lstrip("-").isdigit():
+            index = int(key)
+            if not -len(ordered) <= index < len(ordered):
+                raise PipelineError(
+                    f"calibration.keep_float: position {entry} is outside the {len(ordered)} compute layers "
+                    f"(0..{len(ordered) - 1}, or -1 for the last)"
+                )
+            name = ordered[index]
+        elif key in ordered:
+            name = key
+        else:
+            shown = ", ".join([*ordered[:4], "...", *ordered[-2:]]) if len(ordered) > 6 else ", ".join(ordered)
+            raise PipelineError(
+                f"calibration.keep_float: no compute layer named '{entry}'; use a position (0, 1, -1, first, last) "
+                f"or one of the {len(ordered)} names ({shown}; `dry_run=true` lists them all)"
+            )
+        if name not in resolved:
+            resolved.append(name)
+    return resolved
+
+
+def budget_error(budget: float, best_drop: float, tried: int) -> PipelineError:
+    return PipelineError(
+        f"calibration.max_dice_drop={budget} not reached: the best of {tried} int8 configurations loses "
+        f"{best_drop:.5f} Dice on the validation images; raise the budget, add calibration.keep_float layers, "
+        "or use a float precision"
+    )
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """Everything besides the exported graph and the calibration images that determines an artifact."""
 
@@ -62,6 +115,7 @@ class BuildSpec:
     device: str  # device kind: cpu | cuda | mlu
     # float_nchw: float32 [0,1] NCHW; uint8_nhwc: raw pixels, /255 and layout in the model
     input_format: str = "float_nchw"
+    quant: QuantOptions = QuantOptions()  # read only by quantized precisions
 
     @property
     def uint8_nhwc(self) -> bool:
@@ -109,11 +163,23 @@ class Capabilities:
     shapes: tuple[str, ...]
     devices: tuple[str, ...]
     export_format: str  # which exporter in stages/export.py produces its input graph
+    calibration_methods: tuple[str, ...] = ("default",)  # calibration.method values it maps to its quantizer
+    keep_float: bool = False  # can leave chosen compute layers in float (calibration.keep_float)
+    native_accuracy_control: bool = False  # has its own accuracy-aware quantization (else the generic search)
 
 
 def cyclic_batch(images: list[np.ndarray], start: int, batch: int) -> np.ndarray:
     """`batch` calibration images from `start`, wrapping to the beginning: repeats move no min/max range."""
     return np.stack([images[(start + k) % len(images)] for k in range(batch)])
+
+
+class Validator(Protocol):
+    """Held-apart (input, mask) pairs and per-image Dice of a loaded artifact on them (or on some of them):
+    what accuracy-aware quantization measures the drop on (stages/quantize.py: ValidationSet)."""
+
+    items: list[tuple[np.ndarray, np.ndarray]]
+
+    def dice(self, session: Session, items: list[tuple[np.ndarray, np.ndarray]] | None = None) -> list[float]: ...
 
 
 class Session(ABC):
@@ -184,6 +250,29 @@ class Engine(ABC):
                 raise PipelineError(
                     f"engine={self.name} does not support {what}={value}; supported: {', '.join(allowed)}"
                 )
+        if spec.precision.needs_calibration:
+            self.check_quant(spec.quant)
+
+    def check_quant(self, quant: QuantOptions) -> None:
+        """Refuse calibration options this engine's quantizer has no counterpart for."""
+        caps = self.capabilities
+        if quant.method not in caps.calibration_methods:
+            raise PipelineError(
+                f"engine={self.name} has no calibration.method={quant.method}; "
+                f"supported: {', '.join(caps.calibration_methods)}"
+            )
+        if quant.keep_float and not caps.keep_float:
+            raise PipelineError(f"engine={self.name} cannot keep chosen layers in float; remove calibration.keep_float")
+
+    def compute_layers(self, graph: Path, spec: BuildSpec) -> list[str]:
+        """Names of the convolution-like layers of an exported graph, in graph order (for keep_float)."""
+        raise NotImplementedError(f"engine={self.name} does not list its compute layers")
+
+    def build_within_drop(
+        self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray], validation: Validator, out_dir: Path
+    ) -> tuple[Path, dict[str, Any]]:
+        """Accuracy-aware quantization with the engine's own tool (capabilities.native_accuracy_control)."""
+        raise NotImplementedError(f"engine={self.name} has no accuracy-aware quantization of its own")
 
     @abstractmethod
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:

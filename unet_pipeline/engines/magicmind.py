@@ -20,8 +20,6 @@ import numpy as np
 from ..errors import PipelineError
 from .base import BuildSpec, Capabilities, Engine, Session
 from .magicmind_plan import (
-    ACTIVATION_ALGOS,
-    GRANULARITIES,
     PREFERENCES,
     QUANT_ALGORITHMS,
     CalibrationFeed,
@@ -132,6 +130,7 @@ class MagicMindEngine(Engine):
         shapes=("static", "dynamic"),
         devices=("mlu",),
         export_format="torchscript",
+        calibration_methods=tuple(QUANT_ALGORITHMS),
     )
 
     def __init__(
@@ -139,9 +138,6 @@ class MagicMindEngine(Engine):
         arch: str | None = None,
         cluster_num: list[int] | None = None,
         device_id: int = 0,
-        weight_quant_granularity: str = "per_tensor",
-        activation_quant_algo: str = "symmetric",
-        calibration_algorithm: str = "linear",
         fold_normalization: bool = True,
         input_layout: str = "NCHW",
         computation_preference: str = "auto",
@@ -150,9 +146,6 @@ class MagicMindEngine(Engine):
         user_json: str | None = None,
     ):
         for key, value, allowed in (
-            ("weight_quant_granularity", weight_quant_granularity, GRANULARITIES),
-            ("activation_quant_algo", activation_quant_algo, ACTIVATION_ALGOS),
-            ("calibration_algorithm", calibration_algorithm, tuple(QUANT_ALGORITHMS)),
             ("input_layout", input_layout, ("NCHW", "NHWC")),
             ("computation_preference", computation_preference, PREFERENCES),
         ):
@@ -163,9 +156,6 @@ class MagicMindEngine(Engine):
             arch=arch or "mtp_372",
             cluster_num=tuple(cluster_num or (2, 6, 8)),
             device_id=device_id,
-            weight_quant_granularity=weight_quant_granularity,
-            activation_quant_algo=activation_quant_algo,
-            calibration_algorithm=calibration_algorithm,
             fold_normalization=fold_normalization,
             input_layout=input_layout,
             computation_preference=computation_preference,
@@ -193,6 +183,11 @@ class MagicMindEngine(Engine):
 
     def check(self, spec: BuildSpec) -> None:
         super().check(spec)
+        if spec.precision.needs_calibration and spec.quant.method == "eqnm" and spec.quant.activations == "asymmetric":
+            raise PipelineError(
+                "MagicMind's EQNM calibration works with symmetric activations only; "
+                "set calibration.activations=symmetric or calibration.method=minmax"
+            )
         if spec.uint8_nhwc:
             raise PipelineError(
                 "engine=magicmind folds normalization and layout with its own builder options "

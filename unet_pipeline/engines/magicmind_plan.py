@@ -18,9 +18,9 @@ import numpy as np
 from .base import BuildSpec, cyclic_batch
 
 PIXEL_MAX = 255.0
-QUANT_ALGORITHMS = {"linear": "LINEAR_ALGORITHM", "eqnm": "EQNM_ALGORITHM"}
-GRANULARITIES = ("per_tensor", "per_axis")
-ACTIVATION_ALGOS = ("symmetric", "asymmetric")
+# calibration.method -> MagicMind QuantizationAlgorithm (the sample's --calibration_algo linear | eqnm)
+QUANT_ALGORITHMS = {"default": "LINEAR_ALGORITHM", "minmax": "LINEAR_ALGORITHM", "eqnm": "EQNM_ALGORITHM"}
+GRANULARITIES = {"per_channel": "per_axis", "per_tensor": "per_tensor"}  # calibration.weights -> MagicMind
 PREFERENCES = ("auto", "fast", "high_precision")
 
 
@@ -31,9 +31,6 @@ class MagicMindSettings:
     arch: str = "mtp_372"
     cluster_num: tuple[int, ...] = (2, 6, 8)
     device_id: int = 0
-    weight_quant_granularity: str = "per_tensor"
-    activation_quant_algo: str = "symmetric"
-    calibration_algorithm: str = "linear"
     fold_normalization: bool = True
     input_layout: str = "NCHW"
     computation_preference: str = "auto"
@@ -67,9 +64,10 @@ def builder_fragments(spec: BuildSpec, settings: MagicMindSettings) -> list[dict
     h, w = spec.input_hw
     fragments: list[dict[str, Any]] = [{"precision_config": {"precision_mode": precision}}]
     if spec.precision.quant_bits is not None:
+        activations = "asymmetric" if spec.quant.activations == "asymmetric" else "symmetric"  # sample: symmetric
         fragments += [
-            {"precision_config": {"weight_quant_granularity": settings.weight_quant_granularity}},
-            {"precision_config": {"activation_quant_algo": settings.activation_quant_algo}},
+            {"precision_config": {"weight_quant_granularity": GRANULARITIES[spec.quant.weights]}},
+            {"precision_config": {"activation_quant_algo": activations}},
         ]
     fragments.append({"archs": [{settings.arch: list(settings.cluster_num)}]})
     if settings.fold_normalization:
@@ -120,7 +118,7 @@ def build_plan(spec: BuildSpec, settings: MagicMindSettings) -> dict[str, Any]:
     }
     if spec.precision.needs_calibration:
         plan["calibration"] = {
-            "quantization_algorithm": QUANT_ALGORITHMS[settings.calibration_algorithm],
+            "quantization_algorithm": QUANT_ALGORITHMS[spec.quant.method],
             "batch_shape": input_dims(spec, settings.input_layout),
             "data_type": "FLOAT32",
             "preprocessing": "exactly as inference inputs, host_input_transform included",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PipelineError
-from .base import BuildSpec, Capabilities, Engine, Session, cyclic_batch
+from .base import BuildSpec, Capabilities, Engine, Session, cyclic_batch, resolve_layers
 
 MODEL, META = "model.onnx", "build.json"
 _OPT_LEVELS = {
@@ -23,6 +23,8 @@ _OPT_LEVELS = {
     "all": "ORT_ENABLE_ALL",
 }
 _COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+# calibration.method -> onnxruntime.quantization.CalibrationMethod
+_CALIBRATE_METHODS = {"default": "MinMax", "minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -59,6 +61,8 @@ class OnnxRuntimeEngine(Engine):
         shapes=("static", "dynamic"),
         devices=("cpu", "cuda"),
         export_format="onnx",
+        calibration_methods=tuple(_CALIBRATE_METHODS),
+        keep_float=True,
     )
 
     def __init__(
@@ -67,7 +71,6 @@ class OnnxRuntimeEngine(Engine):
         intra_op_num_threads: int | None = None,
         inter_op_num_threads: int | None = None,
         activation_type: str = "uint8",
-        per_channel: bool = True,
     ):
         import onnxruntime as ort
 
@@ -82,7 +85,6 @@ class OnnxRuntimeEngine(Engine):
         self.intra_op_num_threads = intra_op_num_threads
         self.inter_op_num_threads = inter_op_num_threads
         self.activation_type = activation_type
-        self.per_channel = per_channel
 
     def version(self) -> str:
         return self._ort.__version__
@@ -93,7 +95,6 @@ class OnnxRuntimeEngine(Engine):
             "intra_op_num_threads": self.intra_op_num_threads,
             "inter_op_num_threads": self.inter_op_num_threads,
             "activation_type": self.activation_type,
-            "per_channel": self.per_channel,
         }
 
     def providers(self, device: str) -> list[str]:
@@ -128,13 +129,34 @@ class OnnxRuntimeEngine(Engine):
             plan["quantization"] = {
                 "tool": "onnxruntime.quantization.quantize_static",
                 "quant_format": "QDQ",
-                "calibrate_method": "MinMax",
-                "per_channel": self.per_channel,
+                **self._quantize_options(spec),
                 "activation_type": self.activation_type,
                 "weight_type": "int8",
-                "calibration_batch_shape": [batch, spec.channels, *spec.input_hw],
+                "nodes_to_exclude": list(spec.quant.keep_float),
+                "max_dice_drop": spec.quant.max_dice_drop,
+                "calibration_batch_shape": [batch, *spec.input_shape(1)[1:]],
             }
         return plan
+
+    def _quantize_options(self, spec: BuildSpec) -> dict[str, Any]:
+        """quantize_static's options for `spec.quant` (JSON-friendly: the calibrate method by name)."""
+        quant = spec.quant
+        extra: dict[str, Any] = {}
+        if quant.activations != "default":
+            extra["ActivationSymmetric"] = quant.activations == "symmetric"
+        if quant.method == "percentile":
+            extra["CalibPercentile"] = quant.percentile
+        return {
+            "calibrate_method": _CALIBRATE_METHODS[quant.method],
+            "per_channel": quant.weights == "per_channel",
+            "extra_options": extra,
+        }
+
+    def compute_layers(self, graph: Path, spec: BuildSpec) -> list[str]:
+        import onnx
+
+        nodes = onnx.load(str(graph), load_external_data=False).graph.node
+        return [node.name for node in nodes if node.op_type in _COMPUTE_OPS]
 
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,15 +191,18 @@ class OnnxRuntimeEngine(Engine):
         quant_pre_process(str(graph), str(prepared))  # shape inference + BN folding, as ORT recommends
         batch = spec.build_batch
         reader = _CalibrationReader(calibration, "input", batch)
+        options = self._quantize_options(spec)
         quantize_static(
             str(prepared),
             str(artifact),
             reader,
             quant_format=QuantFormat.QDQ,
-            per_channel=self.per_channel,
+            per_channel=options["per_channel"],
             activation_type=QuantType.QUInt8 if self.activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=getattr(CalibrationMethod, options["calibrate_method"]),
+            nodes_to_exclude=resolve_layers(self.compute_layers(graph, spec), spec.quant.keep_float),
+            extra_options=options["extra_options"],
         )
         prepared.unlink()
 

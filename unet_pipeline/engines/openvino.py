@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PipelineError
-from .base import BuildSpec, Capabilities, Engine, Precision, Session
+from .base import BuildSpec, Capabilities, Engine, Precision, QuantOptions, Session, budget_error, resolve_layers
 
 # MagicMind float type -> OpenVINO inference precision hint, and the CPU capability that runs it natively.
 _HINTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
@@ -31,6 +31,9 @@ _TYPE_NAMES = {
     "bfloat16": "bfloat16",
 }
 _COMPUTE_LAYERS = {"Convolution", "Deconvolution", "FullyConnected", "MatMul"}
+_GRAPH_COMPUTE_OPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}  # ov.Model op types
+# calibration.method -> NNCF activation range estimator (None: NNCF's default, MEAN_MINMAX)
+_RANGE_ESTIMATORS = {"default": None, "minmax": "MINMAX", "mean_minmax": "MEAN_MINMAX", "histogram": "HISTOGRAM"}
 _INT_PRECISIONS = {"i8", "u8"}
 BLOB, IR, META = "model.blob", "model.xml", "build.json"
 
@@ -55,6 +58,9 @@ class OpenVINOEngine(Engine):
         shapes=("static", "dynamic"),
         devices=("cpu",),
         export_format="openvino_ir",
+        calibration_methods=(*_RANGE_ESTIMATORS, "percentile"),
+        keep_float=True,
+        native_accuracy_control=True,
     )
 
     def __init__(
@@ -98,11 +104,21 @@ class OpenVINOEngine(Engine):
         plan = super().plan(spec)
         plan["compile_config"] = self._compile_config(spec.precision.float_type)
         if spec.precision.quant_bits == 8:
+            quant = spec.quant
             plan["quantization"] = {
-                "tool": "nncf.quantize",
-                "calibration_batch_shape": [1, spec.channels, *spec.input_hw],
+                "tool": "nncf.quantize" if quant.max_dice_drop is None else "nncf.quantize_with_accuracy_control",
+                "calibration_batch_shape": [1, *spec.input_shape(1)[1:]],
+                "activation_range_estimator": _estimator_name(quant),
+                "weights_per_channel": quant.weights == "per_channel",
+                "preset": _preset_name(quant.activations),
+                "ignored_scope": list(quant.keep_float),
+                "max_dice_drop": quant.max_dice_drop,
             }
         return plan
+
+    def compute_layers(self, graph: Path, spec: BuildSpec) -> list[str]:
+        model = self._core.read_model(str(graph))
+        return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _GRAPH_COMPUTE_OPS]
 
     def _compile_config(self, float_type: str) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -115,28 +131,107 @@ class OpenVINOEngine(Engine):
             config["NUM_STREAMS"] = int(self.num_streams)
         return config
 
-    def _quantize(self, model, calibration: list[np.ndarray]):
-        """NNCF post-training int8 on single-image batches, whatever batch the artifact has.
+    def _nncf_arguments(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray]) -> dict[str, Any]:
+        """nncf.quantize's arguments for `spec.quant`, on single-image batches whatever batch the artifact has.
 
         Calibrating at batch 1 makes the statistics independent of the configured batch; the graph is
         reshaped back afterwards.
         """
         import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
         if not calibration:
             raise PipelineError("int8 needs calibration images: set calibration.num_samples > 0")
+        quant = spec.quant
+        advanced = AdvancedQuantizationParameters(activations_range_estimator_params=_range_estimator(quant))
+        if quant.weights == "per_tensor":
+            advanced.weights_quantization_params = QuantizationParameters(per_channel=False)
+        arguments: dict[str, Any] = {
+            "calibration_dataset": nncf.Dataset(calibration, lambda image: image[None]),
+            "subset_size": len(calibration),
+            "advanced_parameters": advanced,  # quantize_with_accuracy_control: advanced_quantization_parameters
+        }
+        preset = _preset_name(quant.activations)
+        if preset:
+            arguments["preset"] = getattr(nncf.QuantizationPreset, preset.upper())
+        if quant.keep_float:
+            names = resolve_layers(self.compute_layers(graph, spec), quant.keep_float)
+            arguments["ignored_scope"] = nncf.IgnoredScope(names=names)
+        return arguments
+
+    def _read_dynamic_batch(self, graph: Path):
+        """The exported model with a free batch dimension (for calibration and validation), and its own shape."""
+        model = self._core.read_model(str(graph))
         shape = model.input(0).get_partial_shape()
         model.reshape([-1, *[d.get_length() for d in list(shape)[1:]]])
-        dataset = nncf.Dataset(calibration, lambda image: image[None])
-        quantized = nncf.quantize(model, dataset, subset_size=len(calibration))
+        return model, shape
+
+    def _quantize(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray]):
+        import nncf
+
+        model, shape = self._read_dynamic_batch(graph)
+        quantized = nncf.quantize(model, **self._nncf_arguments(graph, spec, calibration))
         quantized.reshape(shape)
         return quantized
 
+    def build_within_drop(self, graph, spec, calibration, validation, out_dir):
+        """Plain NNCF int8 if it is already within `max_dice_drop` on the validation images, else NNCF's
+        accuracy control, which reverts the layers that cost the most Dice to float, one at a time."""
+        import nncf
+
+        budget = spec.quant.max_dice_drop
+
+        def dice_of(model) -> float:
+            compiled = self._core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            return float(np.mean(validation.dice(OpenVINOSession(compiled))))
+
+        original, shape = self._read_dynamic_batch(graph)
+        reference = dice_of(original)
+        initial = self._quantize(graph, spec, calibration)
+        initial_dice = dice_of(initial)
+        record: dict[str, Any] = {
+            "max_dice_drop": budget,
+            "validation_images": len(validation.items),
+            "reference_dice": reference,
+            "initial_dice": initial_dice,
+        }
+        if reference - initial_dice <= budget:
+            final, final_dice, kept = initial, initial_dice, []
+            record["tool"] = "nncf.quantize (already within budget)"
+        else:
+
+            def validate(compiled, items) -> tuple[float, list[float]]:
+                scores = validation.dice(OpenVINOSession(compiled), list(items))
+                return float(np.mean(scores)), scores
+
+            arguments = self._nncf_arguments(graph, spec, calibration)
+            arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
+            final = nncf.quantize_with_accuracy_control(
+                original,
+                validation_dataset=nncf.Dataset(validation.items),
+                validation_fn=validate,
+                max_drop=budget,
+                drop_type=nncf.DropType.ABSOLUTE,
+                **arguments,
+            )
+            final.reshape(shape)
+            final_dice = dice_of(final)
+            kept = sorted(quantized_inputs(initial) - quantized_inputs(final))
+            record["tool"] = "nncf.quantize_with_accuracy_control"
+        if reference - final_dice > budget:
+            raise budget_error(budget, reference - final_dice, 1)
+        record.update(final_dice=final_dice, kept_float=kept)
+        return self._compile_and_save(final, spec, out_dir), record
+
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
-        model = self._core.read_model(str(graph))
+        if spec.precision.quant_bits == 8:
+            model = self._quantize(graph, spec, calibration or [])
+        else:
+            model = self._core.read_model(str(graph))
+        return self._compile_and_save(model, spec, out_dir)
+
+    def _compile_and_save(self, model, spec: BuildSpec, out_dir: Path) -> Path:
         precision: Precision = spec.precision
-        if precision.quant_bits == 8:
-            model = self._quantize(model, calibration or [])
         compiled = self._core.compile_model(model, "CPU", self._compile_config(precision.float_type))
         blob = compiled.export_model()
         blob = blob.getvalue() if hasattr(blob, "getvalue") else bytes(blob)
@@ -179,6 +274,42 @@ class OpenVINOEngine(Engine):
         meta = json.loads((artifact.parent / META).read_text())
         compiled = self._core.import_model(artifact.read_bytes(), "CPU", meta["config"])
         return OpenVINOSession(compiled)
+
+
+def _range_estimator(quant: QuantOptions):
+    """NNCF activation range estimator for calibration.method (None: NNCF's default)."""
+    from nncf.quantization import range_estimator as re_
+
+    if quant.method == "percentile":
+        outliers = 1.0 - quant.percentile / 100.0
+        bound = re_.StatisticsCollectorParameters(
+            statistics_type=re_.StatisticsType.QUANTILE,
+            aggregator_type=re_.AggregatorType.MEAN,
+            quantile_outlier_prob=outliers,
+        )
+        return re_.RangeEstimatorParameters(min=bound, max=bound)
+    name = _RANGE_ESTIMATORS[quant.method]
+    return getattr(re_.RangeEstimatorParametersSet, name) if name else re_.RangeEstimatorParameters()
+
+
+def _estimator_name(quant: QuantOptions) -> str:
+    if quant.method == "percentile":
+        return f"MEAN_QUANTILE ({quant.percentile} %)"
+    return _RANGE_ESTIMATORS[quant.method] or "MEAN_MINMAX (NNCF default)"
+
+
+def _preset_name(activations: str) -> str | None:
+    """NNCF preset: performance = symmetric activations, mixed = asymmetric; None = NNCF's default."""
+    return {"symmetric": "performance", "asymmetric": "mixed"}.get(activations)
+
+
+def quantized_inputs(model) -> set[str]:
+    """Compute layers of an ov.Model whose input comes through a FakeQuantize (run int8)."""
+    return {
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in _GRAPH_COMPUTE_OPS and op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+    }
 
 
 _TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
@@ -225,16 +356,21 @@ class OpenVINOSession(Session):
     def describe(self) -> dict[str, Any]:
         compiled = self._compiled
         layers: Counter[str] = Counter()
+        floats: list[str] = []  # compute layers not running int8, by runtime name
         for op in compiled.get_runtime_model().get_ordered_ops():
             info = op.get_rt_info()
             if info["layerType"].astype(str) in _COMPUTE_LAYERS:
-                layers[info["runtimePrecision"].astype(str)] += 1
+                precision = info["runtimePrecision"].astype(str)
+                layers[precision] += 1
+                if precision not in _INT_PRECISIONS:
+                    floats.append(op.get_friendly_name())
         total = sum(layers.values())
         int8 = sum(n for p, n in layers.items() if p in _INT_PRECISIONS)
         return {
             "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
             "quantized_layer_share": round(int8 / total, 4) if total else None,
             "compute_layers_by_precision": dict(layers),
+            "float_compute_layers": floats if int8 else [],
             "num_streams": int(compiled.get_property("NUM_STREAMS")),
             "num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
             "input_shape": str(compiled.input(0).get_partial_shape()),
