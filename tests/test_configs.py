@@ -11,7 +11,7 @@ from omegaconf.errors import ValidationError
 from unet_pipeline.config import PrecisionMode
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ["model", "precision", "shape", "calibration", "device", "engine", "data"]
+GROUPS = ["model", "precision", "shape", "calibration", "device", "engine", "data", "recipe"]
 
 
 def options(group: str) -> list[str]:
@@ -120,3 +120,21 @@ def test_sweep_experiments_carry_their_axes_and_a_stable_dir(experiment, axes):
     if experiment.startswith("sample_"):
         assert cfg.model.name == "unet_carvana" and cfg.calibration.num_samples == 50
         assert cfg.shape.mode.value == ("dynamic" if experiment == "sample_eval" else "static")
+
+
+def test_calibration_experiment_sweeps_every_recipe_against_fp32(compose_cfg):
+    """experiment=int8_calibration compares every recipe (one fp32 row, the int8 variants) in one sweep."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
+        cfg = compose("pipeline", overrides=["experiment=int8_calibration"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    recipes = cfg.hydra.sweeper.params.recipe.split(",")
+    assert sorted(recipes) == options("recipe") and recipes[0] == "fp32"
+    assert cfg.model.name == "unet_carvana_small"
+    poor = compose_cfg(["recipe=int8_poor_within_drop"])
+    assert poor.precision.mode == PrecisionMode.qint8_mixed_float32
+    assert (poor.calibration.num_samples, poor.calibration.weights.value) == (2, "per_tensor")
+    assert poor.calibration.max_dice_drop == 0.0001

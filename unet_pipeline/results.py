@@ -90,8 +90,9 @@ def _calibration(row: pd.Series) -> str | None:
     method = row.get("quantization.options.method")
     if not isinstance(method, str):
         return None
+    images = row.get("data.calibration_images")
     parts = [
-        f"{row.get('data.calibration_images')} imgs",
+        f"{int(images) if pd.notna(images) else '?'} imgs",
         method if method != "percentile" else f"percentile {row.get('quantization.options.percentile')}",
         str(row.get("quantization.options.weights")),
         f"act {row.get('quantization.options.activations')}",
