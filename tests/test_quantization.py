@@ -4,13 +4,14 @@ a Dice budget is met or refused in one line, and the table says which calibratio
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from unet_pipeline.data import Sample, select_validation
-from unet_pipeline.engines.base import QuantOptions, resolve_layers
+from unet_pipeline.engines.base import BuildSpec, Capabilities, Precision, QuantOptions, resolve_layers
 from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import build_spec, run_job
 from unet_pipeline.keys import engine_parts
@@ -169,6 +170,37 @@ def test_search_keeps_layers_until_the_budget_holds_or_says_it_cannot(tiny_job_c
         assert "calibration.max_dice_drop=0.0 not reached" in record["error"] and "\n" not in record["error"]
 
 
+def test_worst_image_budget_uses_the_search_and_bounds_every_image(tiny_job_cfg, tmp_path):
+    """drop_metric=worst_image: NNCF's control bounds a mean, so OpenVINO gets the search, which keeps layers in
+    float until no validation image loses more than the budget."""
+    record = run_job(
+        tiny_job_cfg(
+            INT8,
+            "calibration.num_samples=2",
+            "calibration.weights=per_tensor",
+            "calibration.max_dice_drop=0.01",
+            "calibration.drop_metric=worst_image",
+            "calibration.validation_samples=3",
+        ),
+        tmp_path / "job",
+    )
+    if record["status"] == "failed":
+        assert "(worst_image) on the validation images" in record["error"]
+        return
+    control = record["quantization"]["accuracy_control"]
+    assert control["tool"].startswith("search") and control["drop_metric"] == "worst_image"
+    assert control["final_drop"] <= 0.01 and control["trials"][-1]["drop"] == control["final_drop"]
+    assert all(t["drop"] > 0.01 for t in control["trials"][:-1])  # every earlier, more int8 trial missed
+
+
+def test_drop_of_the_mean_or_of_the_worst_image():
+    from unet_pipeline.stages.quantize import dice_drop
+
+    reference, scores = [0.99, 0.98, 0.97], [0.995, 0.97, 0.97]
+    assert dice_drop(reference, scores, "mean") == pytest.approx(0.005 / 3 * -1 + 0.01 / 3)
+    assert dice_drop(reference, scores, "worst_image") == pytest.approx(0.01)
+
+
 def test_openvino_accuracy_control_records_what_it_reverted(tiny_job_cfg, tmp_path):
     record = _per_tensor_drop(tiny_job_cfg, tmp_path, "openvino", "0")
     assert record["status"] in ("completed", "failed")
@@ -224,3 +256,56 @@ def test_sweep_table_names_each_rows_calibration(tmp_path, tiny_dataset, tiny_ch
     record = json.loads((sweep / "1" / "result.json").read_text())
     assert record["quantization"]["options"]["method"] == "histogram"
     assert np.isfinite(record["metrics"]["dice"])
+
+
+class _FakeSession:
+    def __init__(self, scores: list[float]):
+        self.scores = scores
+
+
+class _FakeValidation:
+    """Per-image Dice straight from the fake session: the search logic without any engine."""
+
+    items = ((None, None), (None, None))
+
+    def dice(self, session, items=None):
+        return session.scores
+
+
+class _LayerCostEngine:
+    """An engine whose int8 image 0 loses 0.004 / (1 + layers kept in float); float loses nothing."""
+
+    name = "fake"
+    capabilities = Capabilities(("force_float32",), ("static",), ("cpu",), "onnx", keep_float=True)
+
+    def compute_layers(self, graph, spec):
+        return ["a", "b", "c", "d"]
+
+    def build(self, graph, spec, calibration, out_dir):
+        out_dir.mkdir(parents=True)
+        artifact = out_dir / "model.json"
+        kept = len(spec.quant.keep_float) if spec.precision.quant_bits else None
+        artifact.write_text(json.dumps({"kept": kept}))
+        return artifact
+
+    def load(self, artifact, spec):
+        kept = json.loads(artifact.read_text())["kept"]
+        return _FakeSession([0.99, 0.98] if kept is None else [0.99 - 0.004 / (1 + kept), 0.98])
+
+
+@pytest.mark.parametrize(("metric", "kept"), [("mean", ["d"]), ("worst_image", ["d", "a", "c"])])
+def test_search_keeps_the_fewest_layers_that_meet_the_budget(tmp_path, metric, kept):
+    from unet_pipeline.stages.quantize import search_within_drop
+
+    quant = QuantOptions(max_dice_drop=0.0011, drop_metric=metric)
+    spec = BuildSpec(Precision("qint8_mixed_float32"), "static", 1, None, (8, 8), 3, "cpu", quant=quant)
+    out = tmp_path / "entry"
+    out.mkdir()
+    artifact, record = search_within_drop(_LayerCostEngine(), tmp_path / "g", spec, [], _FakeValidation(), out, 8)
+    assert record["kept_float"] == kept and record["final_drop"] <= 0.0011
+    assert [t["drop"] > 0.0011 for t in record["trials"]] == [True] * (len(record["trials"]) - 1) + [False]
+    assert artifact == out / "model.json" and json.loads(artifact.read_text())["kept"] == len(kept)
+    assert sorted(p.name for p in out.iterdir()) == ["model.json"]  # rejected trials and the reference are gone
+    worst = replace(spec, quant=replace(quant, drop_metric="worst_image"))
+    with pytest.raises(PipelineError, match=r"best of 2 int8 configurations loses 0\.00200 Dice \(worst_image\)"):
+        search_within_drop(_LayerCostEngine(), tmp_path / "g", worst, [], _FakeValidation(), tmp_path / "e2", 2)

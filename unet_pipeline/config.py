@@ -71,6 +71,11 @@ class ActivationScheme(str, Enum):
     asymmetric = "asymmetric"
 
 
+class DropMetric(str, Enum):
+    mean = "mean"  # the mean Dice over the validation images
+    worst_image = "worst_image"  # the largest drop of any single validation image
+
+
 class BadSamplePolicy(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -112,6 +117,7 @@ class CalibrationConfig:
     activations: ActivationScheme = ActivationScheme.default
     keep_float: list[str] = field(default_factory=list)
     max_dice_drop: float | None = None
+    drop_metric: DropMetric = DropMetric.mean
     validation_samples: int = 32
     search_trials: int = 8
 

@@ -107,6 +107,7 @@ def quant_options(calibration: DictConfig) -> QuantOptions:
         activations=str(calibration.activations.value),
         keep_float=tuple(str(x) for x in calibration.keep_float),
         max_dice_drop=None if drop is None else float(drop),
+        drop_metric=str(calibration.drop_metric.value),
     )
 
 
@@ -366,10 +367,10 @@ def _record_quantization(r: dict[str, Any], artifact: Path) -> None:
     r["quantization"] = quantization
     control = quantization.get("accuracy_control")
     if control:
-        kept = control.get("kept_float") or []
-        drop = control["reference_dice"] - control["final_dice"]
+        kept = control["kept_float"]
         r["notes"].append(
-            f"max_dice_drop={control['max_dice_drop']}: validation Dice drop {drop:.5f}"
+            f"max_dice_drop={control['max_dice_drop']} ({control['drop_metric']}): "
+            f"validation drop {control['final_drop']:.5f}"
             + (f", kept in float: {len(kept)} layer(s)" if kept else ", no layer needed float")
         )
 

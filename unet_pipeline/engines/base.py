@@ -62,6 +62,7 @@ class QuantOptions:
     activations: str = "default"  # default | symmetric | asymmetric activation ranges
     keep_float: tuple[str, ...] = ()  # compute layers left in float: names, positions (0, -1) or first/last
     max_dice_drop: float | None = None  # accuracy-aware quantization budget (absolute Dice on validation images)
+    drop_metric: str = "mean"  # what the budget bounds: mean | worst_image (the largest single-image drop)
 
 
 def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -94,11 +95,11 @@ def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
     return resolved
 
 
-def budget_error(budget: float, best_drop: float, tried: int) -> PipelineError:
+def budget_error(budget: float, best_drop: float, tried: int, metric: str = "mean") -> PipelineError:
     return PipelineError(
         f"calibration.max_dice_drop={budget} not reached: the best of {tried} int8 configurations loses "
-        f"{best_drop:.5f} Dice on the validation images; raise the budget, add calibration.keep_float layers, "
-        "or use a float precision"
+        f"{best_drop:.5f} Dice ({metric}) on the validation images; raise the budget, add calibration.keep_float "
+        "layers, or use a float precision"
     )
 
 

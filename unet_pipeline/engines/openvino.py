@@ -191,6 +191,7 @@ class OpenVINOEngine(Engine):
         initial_dice = dice_of(initial)
         record: dict[str, Any] = {
             "max_dice_drop": budget,
+            "drop_metric": "mean",
             "validation_images": len(validation.items),
             "reference_dice": reference,
             "initial_dice": initial_dice,
@@ -220,7 +221,7 @@ class OpenVINOEngine(Engine):
             record["tool"] = "nncf.quantize_with_accuracy_control"
         if reference - final_dice > budget:
             raise budget_error(budget, reference - final_dice, 1)
-        record.update(final_dice=final_dice, kept_float=kept)
+        record.update(final_dice=final_dice, final_drop=reference - final_dice, kept_float=kept)
         return self._compile_and_save(final, spec, out_dir), record
 
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:

@@ -1,7 +1,8 @@
 """Quantized builds: plain calibration, or the fastest int8 model within a Dice budget (accuracy-aware).
 
 `calibration.max_dice_drop` runs the engine's own accuracy-aware quantizer where it has one (OpenVINO:
-NNCF's `quantize_with_accuracy_control`); other engines get `search_within_drop`, a documented search
+NNCF's `quantize_with_accuracy_control`, which bounds the mean); other engines, and a budget on the worst
+single image (`drop_metric=worst_image`), get `search_within_drop`, a documented search
 that keeps more and more compute layers in float until the drop on held-apart validation images is
 within budget. Either way `quantization.json` beside the artifact records what was tried and which layers
 stayed in float, so a cache hit reports it as well as the build that made it.
@@ -85,7 +86,8 @@ def search_within_drop(
     assert budget is not None
     float_spec = replace(spec, precision=Precision("force_float32"))
     reference_artifact = engine.build(graph, float_spec, None, out_dir / "reference")
-    reference = _mean(validation.dice(engine.load(reference_artifact, float_spec)))
+    reference_scores = validation.dice(engine.load(reference_artifact, float_spec))
+    reference = _mean(reference_scores)
     shutil.rmtree(out_dir / "reference")
     layers = engine.compute_layers(graph, spec) if engine.capabilities.keep_float else []
     tried: list[dict[str, Any]] = []
@@ -93,31 +95,41 @@ def search_within_drop(
         trial = replace(spec, quant=quant)
         trial_dir = out_dir / f"trial{index}"
         artifact = engine.build(graph, trial, calibration, trial_dir)
-        dice = _mean(validation.dice(engine.load(artifact, trial)))
+        scores = validation.dice(engine.load(artifact, trial))
+        dice, drop = _mean(scores), dice_drop(reference_scores, scores, spec.quant.drop_metric)
         tried.append(
             {
                 "weights": quant.weights,
                 "keep_float": resolve_layers(layers, quant.keep_float),
                 "dice": dice,
-                "drop": reference - dice,
+                "drop": drop,
             }
         )
-        if reference - dice <= budget:
+        if drop <= budget:
             for item in trial_dir.iterdir():
                 shutil.move(str(item), out_dir / item.name)
             trial_dir.rmdir()
             record = {
                 "tool": "search (calibration.max_dice_drop, stages/quantize.py)",
                 "max_dice_drop": budget,
+                "drop_metric": spec.quant.drop_metric,
                 "validation_images": len(validation.items),
                 "reference_dice": reference,
                 "final_dice": dice,
+                "final_drop": drop,
                 "kept_float": tried[-1]["keep_float"],
                 "trials": tried,
             }
             return out_dir / artifact.name, record
         shutil.rmtree(trial_dir)
-    raise budget_error(budget, min(t["drop"] for t in tried), len(tried))
+    raise budget_error(budget, min(t["drop"] for t in tried), len(tried), spec.quant.drop_metric)
+
+
+def dice_drop(reference: list[float], scores: list[float], metric: str) -> float:
+    """How much Dice int8 loses against float on the same images: of the mean, or of the worst image."""
+    if metric == "worst_image":
+        return max(r - s for r, s in zip(reference, scores, strict=True))
+    return _mean(reference) - _mean(scores)
 
 
 def build_quantized(
@@ -134,7 +146,7 @@ def build_quantized(
         artifact, record = engine.build(graph, spec, calibration, out_dir), {}
     elif validation is None or not validation.items:
         raise PipelineError("calibration.max_dice_drop needs validation images: set calibration.validation_samples > 0")
-    elif engine.capabilities.native_accuracy_control:
+    elif engine.capabilities.native_accuracy_control and spec.quant.drop_metric == "mean":
         artifact, record = engine.build_within_drop(graph, spec, calibration, validation, out_dir)
     else:
         artifact, record = search_within_drop(engine, graph, spec, calibration, validation, out_dir, trials)
