@@ -64,8 +64,10 @@ def write_flips(root: Path, deltas: pd.DataFrame, per_job: int = DEFAULT_FLIPS) 
     written = []
     for job, rows in deltas.groupby("job", sort=False):
         for _, r in rows.nsmallest(per_job, "delta").iterrows():
-            ours = cv2.imread(str(root / job / "predictions" / f"{r['image_id']}.png"), cv2.IMREAD_GRAYSCALE)
-            fp32 = cv2.imread(str(root / r["fp32_job"] / "predictions" / f"{r['image_id']}.png"), cv2.IMREAD_GRAYSCALE)
+            pair = [root / name / "predictions" / f"{r['image_id']}.png" for name in (job, r["fp32_job"])]
+            if not all(path.is_file() for path in pair):  # predictions are saved only with save.overlays
+                continue
+            ours, fp32 = (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in pair)
             photo = cv2.imread(str(r["image"])) if isinstance(r.get("image"), str) else None
             if ours is None or fp32 is None or photo is None:
                 continue

@@ -371,7 +371,11 @@ def _record_quantization(r: dict[str, Any], artifact: Path) -> None:
         r["notes"].append(
             f"max_dice_drop={control['max_dice_drop']} ({control['drop_metric']}): "
             f"validation drop {control['final_drop']:.5f}"
-            + (f", kept in float: {len(kept)} layer(s)" if kept else ", no layer needed float")
+            + (
+                f", kept in float: {len(kept)} layer(s) at positions {control['kept_float_positions']}"
+                if kept
+                else ", no layer needed float"
+            )
         )
 
 

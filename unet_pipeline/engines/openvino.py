@@ -217,11 +217,18 @@ class OpenVINOEngine(Engine):
             )
             final.reshape(shape)
             final_dice = dice_of(final)
-            kept = sorted(quantized_inputs(initial) - quantized_inputs(final))
+            reverted = quantized_inputs(initial) - quantized_inputs(final)
+            kept = [name for name in self.compute_layers(graph, spec) if name in reverted]  # graph order
             record["tool"] = "nncf.quantize_with_accuracy_control"
         if reference - final_dice > budget:
             raise budget_error(budget, reference - final_dice, 1)
-        record.update(final_dice=final_dice, final_drop=reference - final_dice, kept_float=kept)
+        layers = self.compute_layers(graph, spec)
+        record.update(
+            final_dice=final_dice,
+            final_drop=reference - final_dice,
+            kept_float=kept,
+            kept_float_positions=[layers.index(name) for name in kept],
+        )
         return self._compile_and_save(final, spec, out_dir), record
 
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:

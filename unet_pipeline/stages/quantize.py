@@ -118,6 +118,7 @@ def search_within_drop(
                 "final_dice": dice,
                 "final_drop": drop,
                 "kept_float": tried[-1]["keep_float"],
+                "kept_float_positions": [layers.index(name) for name in tried[-1]["keep_float"]],
                 "trials": tried,
             }
             return out_dir / artifact.name, record
