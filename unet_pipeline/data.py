@@ -226,7 +226,9 @@ def to_model_input(pixels: np.ndarray, uint8_nhwc: bool = False) -> np.ndarray:
     """What the engine is fed: the pixels as they are (model.input_format=uint8_nhwc), or float32 CHW in [0, 1]."""
     if uint8_nhwc:
         return pixels
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
+    chw = np.empty((pixels.shape[2], *pixels.shape[:2]), np.float32)  # cast, transpose and scale in one pass
+    np.multiply(pixels.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=chw, casting="unsafe")
+    return chw
 
 
 def read_input(
