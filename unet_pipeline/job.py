@@ -36,7 +36,7 @@ from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
 from .records import write_atomic, write_json
 from .stages.benchmark import device_lock, machine_info, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
-from .stages.calibrate import load_calibration, load_validation
+from .stages.calibrate import load_quantizer_data
 from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
 from .stages.quantize import ValidationSet, build_quantized
@@ -337,13 +337,11 @@ def _export_and_build(
             return engine.build(exported.artifact, spec, None, out)
         with record.timed("calibration_data"):
             skipped: list[dict[str, str]] = []
-            calibration = load_calibration(
-                selected.calibration, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg)
-            )
+            options = (spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg))
+            calibration = load_quantizer_data(selected.calibration, *options)
             validation = None
             if selected.validation is not None:
-                items = load_validation(selected.validation, spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg))
-                validation = ValidationSet(items, spec)
+                validation = ValidationSet(load_quantizer_data(selected.validation, *options, masks=True), spec)
             _record_skipped(r, "calibration", skipped)
         trials = cfg.calibration.search_trials
         return build_quantized(engine, exported.artifact, spec, calibration, validation, out, trials)
