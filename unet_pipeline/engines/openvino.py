@@ -185,6 +185,7 @@ class OpenVINOEngine(Engine):
             compiled = self._core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             return float(np.mean(validation.dice(OpenVINOSession(compiled))))
 
+        layers = self.compute_layers(graph, spec)  # graph order: names and positions of what gets reverted
         original, shape = self._read_dynamic_batch(graph)
         reference = dice_of(original)
         initial = self._quantize(graph, spec, calibration)
@@ -218,11 +219,10 @@ class OpenVINOEngine(Engine):
             final.reshape(shape)
             final_dice = dice_of(final)
             reverted = quantized_inputs(initial) - quantized_inputs(final)
-            kept = [name for name in self.compute_layers(graph, spec) if name in reverted]  # graph order
+            kept = [name for name in layers if name in reverted]
             record["tool"] = "nncf.quantize_with_accuracy_control"
         if reference - final_dice > budget:
             raise budget_error(budget, reference - final_dice, 1)
-        layers = self.compute_layers(graph, spec)
         record.update(
             final_dice=final_dice,
             final_drop=reference - final_dice,
