@@ -29,3 +29,19 @@ def dice_per_image(pred: np.ndarray, true: np.ndarray, foreground: int = 1) -> n
     sets = np.count_nonzero(p, axis=1) + np.count_nonzero(t, axis=1).astype(np.float64)
     sets = np.where(sets == 0, inter, sets)
     return (inter + EPS) / (sets + EPS)
+
+
+def dice_of_batch(logits: np.ndarray, masks: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray:
+    """`dice_per_image(predict_labels(logits), masks)` for the inference loop, about 4x cheaper.
+
+    Why: it runs between engine calls, so its cost is lost throughput. `masks` is bool and `mask_pixels` its
+    foreground count per image, both made by the worker that read the masks; no label map is materialized.
+    """
+    if logits.shape[1] != 2:
+        return dice_per_image(predict_labels(logits), masks.astype(np.uint8))
+    pred = np.greater(logits[:, 1], logits[:, 0])
+    both = np.logical_and(pred, masks)
+    inter = 2.0 * np.array([np.count_nonzero(b) for b in both], np.float64)
+    sets = np.array([np.count_nonzero(p) for p in pred], np.float64) + mask_pixels
+    sets = np.where(sets == 0, inter, sets)
+    return (inter + EPS) / (sets + EPS)

@@ -1,0 +1,129 @@
+"""The feeder: batches prepared by worker threads into reused buffers hold exactly what one-by-one loading gives,
+in order, whatever the number of workers and batches ahead; bad samples fail or are left out as before."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from unet_pipeline.data import list_samples, load_pair
+from unet_pipeline.engines.base import BuildSpec, Precision
+from unet_pipeline.errors import BadSampleError
+from unet_pipeline.input_cache import InputCache
+from unet_pipeline.metrics import dice_of_batch, dice_per_image, predict_labels
+from unet_pipeline.stages.feed import Feeder, feed_workers
+
+from .test_data import data_cfg
+
+HW = (32, 48)
+
+
+def spec(batch: int, input_format: str = "float_nchw", batch_range: tuple[int, int] | None = None) -> BuildSpec:
+    return BuildSpec(
+        precision=Precision("force_float32"),
+        shape="dynamic" if batch_range else "static",
+        batch=batch,
+        batch_range=batch_range,
+        input_hw=HW,
+        channels=3,
+        device="cpu",
+        input_format=input_format,
+    )
+
+
+def consume(feeder: Feeder) -> list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+    """Each batch copied when it is handed over, after a pause that lets the workers run ahead: a worker writing
+    into the buffers of the batch in hand would show up as a difference from one-by-one loading."""
+    out = []
+    for batch in feeder:
+        time.sleep(0.02)
+        out.append(([s.id for s in batch.samples], batch.inputs.copy(), batch.masks.copy(), batch.mask_pixels.copy()))
+    return out
+
+
+@pytest.fixture
+def samples(tiny_dataset):
+    return list_samples(str(tiny_dataset), data_cfg())[:7]
+
+
+@pytest.mark.parametrize(("workers", "ahead"), [(0, 0), (1, 0), (1, 2), (3, 1), (2, 5)])
+@pytest.mark.parametrize("input_format", ["float_nchw", "uint8_nhwc"])
+def test_batches_equal_one_by_one_loading_in_order(samples, workers, ahead, input_format):
+    s = spec(3, input_format)
+    batches = consume(Feeder(samples, s, workers, ahead, skip_bad=False))
+    assert [ids for ids, *_ in batches] == [[x.id for x in samples[i : i + 3]] for i in (0, 3, 6)]
+    for ids, inputs, masks, pixels in batches:
+        assert len(inputs) == 3  # static shape: the short last batch is padded with zero rows
+        for row, sample_id in enumerate(ids):
+            image, mask = load_pair(next(x for x in samples if x.id == sample_id), HW, uint8_nhwc=s.uint8_nhwc)
+            assert np.array_equal(inputs[row], image) and np.array_equal(masks[row], mask.astype(bool))
+            assert pixels[row] == np.count_nonzero(mask)
+        assert not inputs[len(ids) :].any()
+
+
+def test_input_cache_feeds_the_same_batches(samples, tmp_path):
+    s = spec(2)
+    plain = consume(Feeder(samples, s, 2, 2, skip_bad=False))
+    for _ in range(2):  # filling the cache, then reading from it
+        cached = consume(Feeder(samples, s, 2, 2, skip_bad=False, input_cache=InputCache(tmp_path, HW, False)))
+        for a, b in zip(plain, cached, strict=True):
+            assert a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:], strict=True))
+
+
+def test_dynamic_shape_pads_only_to_the_smallest_batch(samples):
+    last = list(Feeder(samples[:5], spec(4, batch_range=(2, 8)), 2, 1, skip_bad=False))[-1]
+    assert len(last.samples) == 1 and last.inputs.shape[0] == 2 and not last.inputs[1].any()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_bad_sample_fails_naming_it_or_is_left_out(samples, workers):
+    bad = samples[4].image
+    bad.write_bytes(bad.read_bytes()[:300])
+    with pytest.raises(BadSampleError, match=str(bad)):
+        list(Feeder(samples, spec(3), workers, 1, skip_bad=False))
+    batches = consume(Feeder(samples, spec(3), workers, 1, skip_bad=True))
+    ids = [i for b in batches for i in b[0]]
+    assert ids == [s.id for s in samples if s.image != bad]
+    _, inputs, masks, _ = batches[1]  # the batch that held it: the good rows moved up, the freed row zeroed
+    for row, sample in enumerate([samples[3], samples[5]]):
+        image, mask = load_pair(sample, HW)
+        assert np.array_equal(inputs[row], image) and np.array_equal(masks[row], mask.astype(bool))
+    assert not inputs[2].any()
+
+
+def test_every_sample_of_a_batch_bad_yields_an_empty_batch(samples):
+    for sample in samples[:2]:
+        sample.mask.write_bytes(b"not a gif")
+    first, *rest = Feeder(samples, spec(2), 2, 1, skip_bad=True)
+    assert first.samples == [] and len(first.skipped) == 2 and len(rest) == 3
+
+
+def test_mask_of_another_size_is_refused(samples, tmp_path):
+    from PIL import Image
+
+    with Image.open(samples[0].mask) as mask:
+        mask.resize((mask.width + 2, mask.height)).save(samples[0].mask)
+    with pytest.raises(BadSampleError, match="masks must match their images"):
+        list(Feeder(samples, spec(2), 2, 1, skip_bad=False))
+
+
+def test_dice_of_batch_is_the_reference_dice():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((5, 2, 16, 24)).astype(np.float32)
+    logits[3, 1] = -9  # predicts nothing
+    masks = rng.random((5, 16, 24)) > 0.6
+    masks[3] = masks[4] = False  # an empty mask, predicted empty (1.0) and not (~0)
+    reference = dice_per_image(predict_labels(logits), masks.astype(np.uint8))
+    fast = dice_of_batch(logits, masks, np.count_nonzero(masks.reshape(5, -1), axis=1))
+    assert np.array_equal(fast, reference) and fast[3] == 1.0
+    three = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    mask3 = rng.random((2, 8, 8)) > 0.5
+    assert np.array_equal(
+        dice_of_batch(three, mask3, mask3.sum((1, 2))), dice_per_image(predict_labels(three), mask3.astype(np.uint8))
+    )
+
+
+def test_workers_default_to_the_usable_cores():
+    assert feed_workers(None) >= 1 and feed_workers(0) == 0 and feed_workers(3) == 3
