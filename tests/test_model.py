@@ -111,3 +111,18 @@ def test_align_is_recorded_and_part_of_the_export_key(tiny_job_cfg, tmp_path):
     assert plain["status"] == aligned["status"] == "completed"
     assert aligned["job"]["align"] == 16 and aligned["job"]["input_size"] == plain["job"]["input_size"]
     assert aligned["cache"]["export"]["key"] != plain["cache"]["export"]["key"]
+
+
+@pytest.mark.parametrize(
+    ("model", "precision", "align"),
+    [
+        ("unet_carvana_small", "qint8_mixed_float32", 32),  # measured: int8 1.9x aligned at 320x479
+        ("unet_carvana_small", "force_float32", 0),  # fp32 slower aligned, bf16 the same: left as is
+        ("unet_demo", "qint8_mixed_float16", 32),
+        ("unet_demo", "force_bfloat16", 0),
+        ("unet_carvana", "force_float32", 32),  # the sample's 640x959: aligned for every precision
+    ],
+)
+def test_align_defaults_to_where_it_was_measured_faster(compose_cfg, model, precision, align):
+    assert compose_cfg([f"model={model}", f"precision={precision}"]).model.align == align
+    assert compose_cfg([f"model={model}", f"precision={precision}", "model.align=16"]).model.align == 16

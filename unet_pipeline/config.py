@@ -278,9 +278,17 @@ def engine_module(target: str) -> str:
     return target.rsplit(".", 2)[-2]
 
 
+def if_quantized(mode: object, quantized: object, floating: object) -> object:
+    """`${if_quantized:${precision.mode},a,b}`: `a` for the qint* precisions, else `b` (a default that only helps
+    int8, such as model.align on the compact models). No precision (training configs) counts as float."""
+    return quantized if str(getattr(mode, "name", mode)).startswith("qint") else floating
+
+
 def register_configs() -> None:
-    """Register the schemas and the `${bundled:<file>}` / `${engine_module:...}` resolvers; conf/*.yaml use them."""
+    """Register the schemas and the `${bundled:<file>}` / `${engine_module:...}` / `${if_quantized:...}`
+    resolvers; conf/*.yaml use them."""
     OmegaConf.register_new_resolver("bundled", bundled_checkpoint, replace=True)
+    OmegaConf.register_new_resolver("if_quantized", if_quantized, replace=True)
     OmegaConf.register_new_resolver("engine_module", engine_module, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
