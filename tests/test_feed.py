@@ -10,10 +10,10 @@ import pytest
 
 from unet_pipeline.data import list_samples, load_pair
 from unet_pipeline.engines.base import BuildSpec, Precision
-from unet_pipeline.errors import BadSampleError
+from unet_pipeline.errors import BadSampleError, PipelineError
 from unet_pipeline.input_cache import InputCache
 from unet_pipeline.metrics import dice_of_batch, dice_per_image, predict_labels
-from unet_pipeline.stages.feed import Feeder, feed_workers
+from unet_pipeline.stages.feed import Feeder
 
 from .test_data import data_cfg
 
@@ -125,5 +125,6 @@ def test_dice_of_batch_is_the_reference_dice():
     )
 
 
-def test_workers_default_to_the_usable_cores():
-    assert feed_workers(None) >= 1 and feed_workers(0) == 0 and feed_workers(3) == 3
+def test_negative_feed_settings_are_refused_in_one_line(samples):
+    with pytest.raises(PipelineError, match=r"data\.workers=-1 .* must be 0 or more"):
+        Feeder(samples, spec(2), -1, 2, skip_bad=False)

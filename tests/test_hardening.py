@@ -134,6 +134,7 @@ JOB_CASES = [
         _static("precision=qint8_mixed_float32", "calibration.num_samples=0"),
         "calibration.num_samples=0 must be positive",
     ),
+    Case("feed workers negative", _static("data.workers=-1"), "data.workers=-1 / data.prefetch_batches=2 must be 0"),
     Case("engine x precision", _static("engine=torch", "precision=qint8_mixed_float32"), "does not support precision"),
     Case("engine x device", _static("engine=openvino", "device=mlu370_x4"), "does not support device=mlu"),
     # environment

@@ -155,7 +155,7 @@ class DataConfig:
     on_bad_sample: BadSamplePolicy = BadSamplePolicy.fail
     decode: DecodeMode = DecodeMode.full
     prefetch_batches: int = 2
-    workers: int | None = None
+    workers: int = 2
     cache_inputs: bool = False
 
 

@@ -39,7 +39,7 @@ from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_quantizer_data
 from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
-from .stages.feed import feed_workers
+from .stages.feed import check_settings as check_feed_settings
 from .stages.quantize import ValidationSet, build_quantized
 from .stages.quantize import read_record as read_quantization_record
 from .stages.save import save_outputs
@@ -134,7 +134,7 @@ class JobRecord:
                 "input_size": list(input_hw(cfg.model, cfg.data)),
                 "decode": str(cfg.data.decode.value),
                 "prefetch_batches": cfg.data.prefetch_batches,
-                "workers": feed_workers(cfg.data.workers),
+                "workers": cfg.data.workers,
                 "align": cfg.model.align,
                 "input_format": str(cfg.model.input_format.value),
                 "device": cfg.device.name,
@@ -262,6 +262,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     r["engine_settings"] = engine.settings()
     spec = build_spec(cfg)
     engine.check(spec)
+    check_feed_settings(cfg.data.workers, cfg.data.prefetch_batches)
     if cfg.dry_run:
         _write_plan(cfg, engine, spec, out_dir, r)
         return
@@ -293,7 +294,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
                 reduced=_reduced(cfg),
                 prefetch=cfg.data.prefetch_batches,
                 input_cache=inputs,
-                workers=feed_workers(cfg.data.workers),
+                workers=cfg.data.workers,
             )
         _record_skipped(r, "evaluation", evaluation.skipped)
         if not evaluation.dice:

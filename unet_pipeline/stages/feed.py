@@ -6,14 +6,14 @@ Why this shape: end-to-end throughput stays at the engine's only while the host 
   faults (several ms on a VM) than the copy itself, and stacking single images copies everything again;
 - an image and its mask are separate tasks, so `workers` threads decode them side by side (OpenCV and
   Pillow release the GIL), which halves the wall time of a batch of one;
-- up to `ahead` batches are prepared while the engine runs the current one (on a GPU or MLU that hides the
-  host work entirely; on a CPU whose cores the engine already uses, it competes with the engine, so the
-  best setting is measured: see README "Options that make the pipeline keep up with the engine").
+- up to `ahead` batches are prepared while the engine runs the current one.
+More threads are not better: on a CPU the engine already uses every core, and beside an eager PyTorch engine
+on a GPU the workers compete for the GIL with its kernel launches. The defaults (2 workers, 2 batches ahead) are
+measured: README "Options that make the pipeline keep up with the engine".
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,15 +25,17 @@ import numpy as np
 
 from ..data import Sample, read_mask, read_pixels, to_model_input
 from ..engines.base import BuildSpec
-from ..errors import BadSampleError
+from ..errors import BadSampleError, PipelineError
 from ..input_cache import InputCache
 
 
-def feed_workers(configured: int | None) -> int:
-    """data.workers, or one thread per core this process may use (a SLURM or taskset limit counts)."""
-    if configured is not None:
-        return max(0, configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def check_settings(workers: int, ahead: int) -> None:
+    """data.workers and data.prefetch_batches, refused in one line before any work when negative."""
+    if workers < 0 or ahead < 0:
+        raise PipelineError(
+            f"data.workers={workers} / data.prefetch_batches={ahead} must be 0 or more "
+            "(workers=0: decode in the main thread; prefetch_batches=0: prepare a batch, then infer it)"
+        )
 
 
 @dataclass
@@ -79,8 +81,9 @@ class Feeder:
     ):
         self.spec, self.skip_bad, self.reduced, self.input_cache = spec, skip_bad, reduced, input_cache
         self.chunks = [samples[i : i + spec.batch] for i in range(0, len(samples), spec.batch)]
-        self.workers = max(0, workers)
-        self.ahead = max(0, ahead) if self.workers else 0
+        check_settings(workers, ahead)
+        self.workers = workers
+        self.ahead = ahead if workers else 0
         self.slots = [_Slot(spec) for _ in range(min(self.ahead + 1, len(self.chunks)) or 1)]
         self.cpu_seconds = 0.0
 
