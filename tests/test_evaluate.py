@@ -25,16 +25,20 @@ def test_reduced_decode_never_goes_below_the_model_size(target, flag):
     assert reduced_decode_flag((1280, 1918), target) == flag
 
 
-def test_prefetch_and_reduced_decode_keep_ids_order_and_records(tiny_job_cfg, tmp_path):
-    serial = run_job(tiny_job_cfg("data.prefetch_batches=0", "batch=2", "model.scale=0.5"), tmp_path / "serial")
-    ahead = run_job(tiny_job_cfg("data.prefetch_batches=3", "batch=2", "model.scale=0.5"), tmp_path / "ahead")
-    reduced = run_job(tiny_job_cfg("data.decode=reduced", "batch=2", "model.scale=0.5"), tmp_path / "reduced")
+def test_feed_settings_and_reduced_decode_keep_ids_order_and_records(tiny_job_cfg, tmp_path):
+    common = ("batch=2", "model.scale=0.5")
+    serial = run_job(tiny_job_cfg("data.workers=0", "data.prefetch_batches=0", *common), tmp_path / "serial")
+    ahead = run_job(tiny_job_cfg("data.workers=3", "data.prefetch_batches=3", *common), tmp_path / "ahead")
+    reduced = run_job(tiny_job_cfg("data.decode=reduced", *common), tmp_path / "reduced")
     assert serial["status"] == ahead["status"] == reduced["status"] == "completed"
     assert (tmp_path / "serial" / "per_image.csv").read_text() == (tmp_path / "ahead" / "per_image.csv").read_text()
+    assert (ahead["job"]["workers"], ahead["job"]["prefetch_batches"]) == (3, 3)
     assert reduced["job"]["decode"] == "reduced" and serial["job"]["decode"] == "full"
     ids = [line.split(",")[0] for line in (tmp_path / "reduced" / "per_image.csv").read_text().splitlines()]
     assert ids == [line.split(",")[0] for line in (tmp_path / "serial" / "per_image.csv").read_text().splitlines()]
-    assert reduced["benchmark"]["end_to_end"]["preprocess_ms_per_image"] > 0
+    e2e = reduced["benchmark"]["end_to_end"]
+    assert e2e["preprocess_ms_per_image"] > 0 and e2e["postprocess_ms_per_image"] > 0
+    assert e2e["feed_wait_ms_per_image"] >= 0 and 0 < e2e["engine_share"] < 1
 
 
 @needs_carvana()

@@ -135,6 +135,7 @@ JOB_CASES = [
         "calibration.num_samples=0 must be positive",
     ),
     Case("feed workers negative", _static("data.workers=-1"), "data.workers=-1 / data.prefetch_batches=2 must be 0"),
+    Case("benchmark repeats zero", _static("benchmark.repeats=0"), "benchmark.repeats=0 must be 1 or more"),
     Case("engine x precision", _static("engine=torch", "precision=qint8_mixed_float32"), "does not support precision"),
     Case("engine x device", _static("engine=openvino", "device=mlu370_x4"), "does not support device=mlu"),
     # environment

@@ -248,6 +248,30 @@ def test_benchmark_figures_are_recorded_and_self_describing(tiny_job_cfg, tmp_pa
     assert record["compiled"]["num_threads"] >= 1
 
 
+def test_repeats_alternate_engine_rounds_and_end_to_end_passes(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("benchmark.repeats=3", "data.cache_inputs=true"), tmp_path / "job")
+    assert record["status"] == "completed", record["error"]
+    engine, e2e = record["benchmark"]["engine"], record["benchmark"]["end_to_end"]
+    assert len(engine["rounds_ips"]) == len(e2e["passes_ips"]) == 3
+    assert engine["throughput_ips"] == sorted(engine["rounds_ips"])[1]  # the median round's own figures
+    assert e2e["throughput_ips"] == sorted(e2e["passes_ips"])[1]
+    pairs = sorted(p / e for p, e in zip(e2e["passes_ips"], engine["rounds_ips"], strict=True))
+    assert e2e["vs_engine"] == pytest.approx(pairs[1])  # taken pair by pair, not median over median
+    n = record["metrics"]["num_images"]
+    assert e2e["input_cache"] == {"hits": 2 * n, "misses": n}  # the first pass filled what the others read
+    assert not any("differed between timing passes" in note for note in record["notes"])
+
+
+def test_median_rounds_pairs_each_pass_with_its_round():
+    from unet_pipeline.stages.benchmark import median_rounds
+
+    rounds = [{"throughput_ips": x, "round": i} for i, x in enumerate([10.0, 30.0, 20.0, 40.0])]
+    passes = [{"throughput_ips": x} for x in (9.0, 27.0, 19.0, 40.0)]
+    engine, e2e = median_rounds(rounds, passes)
+    assert engine["round"] == 2 and engine["rounds_ips"] == [10.0, 30.0, 20.0, 40.0]  # lower middle of four
+    assert e2e["throughput_ips"] == 19.0 and e2e["vs_engine"] == pytest.approx((0.9 + 0.95) / 2)
+
+
 def test_benchmark_can_be_switched_off(tiny_job_cfg, tmp_path):
     record = run_job(tiny_job_cfg("benchmark.enabled=false", "engine=onnxruntime"), tmp_path / "job")
     assert record["status"] == "completed", record["error"]

@@ -205,6 +205,7 @@ class BenchmarkConfig:
     warmup_seconds: float = 1.0
     iterations: int = 20
     min_seconds: float = 3.0
+    repeats: int = 1
     async_requests: int = 2
     vendor_tool: bool = False
     vendor_seconds: float = 10.0

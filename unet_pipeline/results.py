@@ -40,6 +40,7 @@ MD_COLUMNS = [
     ("img/s", "benchmark.engine.throughput_ips"),
     ("img/s async", "benchmark.engine_async.throughput_ips"),
     ("img/s e2e", "benchmark.end_to_end.throughput_ips"),
+    ("e2e / engine", "benchmark.end_to_end.vs_engine"),
     ("speed-up vs fp32", "speedup_vs_fp32"),
     ("status", "status"),
     ("error / notes", "remarks"),

@@ -15,16 +15,18 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
 from ..engines.base import Session
+
+T = TypeVar("T")
 
 _FLAGS = re.compile(r"^(avx2|avx512\w*|amx\w*|avx_vnni|fma|f16c)$")
 
@@ -105,6 +107,37 @@ def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[
         "latency_ms": latency_stats(latencies),
         "throughput_ips": len(batch) * len(latencies) / total,
     }
+
+
+def interleave(
+    engine_round: Callable[[], dict[str, Any]], end_to_end: Callable[[], T], first: T, repeats: int
+) -> tuple[list[dict[str, Any]], list[T]]:
+    """`repeats` engine-only rounds, each followed by one more end-to-end pass (the first pass is given).
+
+    Why: a shared or throttling machine drifts by 10 % and more within a minute, so an end-to-end figure and
+    an engine-only figure taken minutes apart compare two machines. Alternating them, each pass next to its
+    round, lets the ratio be taken pair by pair and the figures be medians.
+    """
+    rounds, passes = [], [first]
+    for index in range(repeats):
+        rounds.append(engine_round())
+        if index + 1 < repeats:
+            passes.append(end_to_end())
+    return rounds, passes
+
+
+def median_rounds(rounds: list[dict[str, Any]], passes: list[dict[str, Any]]) -> tuple[dict, dict]:
+    """The engine round and the end-to-end pass of median throughput (the lower middle of an even count),
+    each with every repeat's throughput, and end to end / engine-only taken pair by pair (the median ratio)."""
+
+    def median(records: list[dict[str, Any]]) -> dict[str, Any]:
+        ranked = sorted(records, key=lambda x: x["throughput_ips"])
+        return dict(ranked[(len(ranked) - 1) // 2])
+
+    engine = {**median(rounds), "rounds_ips": [x["throughput_ips"] for x in rounds]}
+    ratios = [p["throughput_ips"] / e["throughput_ips"] for p, e in zip(passes, rounds, strict=True)]
+    e2e = {**median(passes), "passes_ips": [x["throughput_ips"] for x in passes], "vs_engine": float(np.median(ratios))}
+    return engine, e2e
 
 
 def time_async(session: Session, batch: np.ndarray, cfg) -> dict[str, Any] | None:

@@ -23,12 +23,31 @@ class Evaluation:
     dice: list[float] = field(default_factory=list)
     seconds: float = 0.0  # the whole loop: decode, preprocess, infer, postprocess, Dice
     engine_seconds: float = 0.0  # time inside Session.infer only
-    preprocess_seconds: float = 0.0  # decode + resize + normalize of images and masks
+    wait_seconds: float = 0.0  # the loop waiting for a prepared batch (engine idle: the feed is behind)
+    postprocess_seconds: float = 0.0  # argmax + Dice between engine calls
+    preprocess_seconds: float = 0.0  # CPU time of the feed's threads: decode + resize + normalize, images and masks
     skipped: list[dict[str, str]] = field(default_factory=list)  # data.on_bad_sample=skip: {"id", "error"}
 
     @property
     def mean_dice(self) -> float:
         return float(np.mean(self.dice))
+
+    @property
+    def throughput_ips(self) -> float:
+        return len(self.dice) / self.seconds
+
+    def figures(self) -> dict[str, float]:
+        """The end-to-end record of this pass (result.json -> benchmark.end_to_end)."""
+        n = len(self.dice)
+        return {
+            "throughput_ips": self.throughput_ips,
+            "preprocess_ms_per_image": 1e3 * self.preprocess_seconds / n,
+            "feed_wait_ms_per_image": 1e3 * self.wait_seconds / n,
+            "postprocess_ms_per_image": 1e3 * self.postprocess_seconds / n,
+            "engine_share": self.engine_seconds / self.seconds,
+            "images": n,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def pad_batch(batch: np.ndarray, spec: BuildSpec) -> np.ndarray:
@@ -62,7 +81,7 @@ def evaluate(
     reduced: bool = False,
     prefetch: int = 2,
     input_cache: InputCache | None = None,
-    workers: int = 1,
+    workers: int = 2,
 ) -> Evaluation:
     """Run every sample through the engine; Dice per image at model resolution, in sample order.
 
@@ -72,19 +91,22 @@ def evaluate(
     """
     result = Evaluation()
     feeder = Feeder(samples, spec, workers, prefetch, skip_bad, reduced, input_cache)
-    start = time.perf_counter()
+    start = mark = time.perf_counter()
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for batch in feeder:
+            result.wait_seconds += time.perf_counter() - mark
             result.skipped += batch.skipped
             bar.update(len(batch.samples) + len(batch.skipped))
-            if not batch.samples:
-                continue
-            t0 = time.perf_counter()
-            logits = session.infer(batch.inputs)[: len(batch.samples)]
-            result.engine_seconds += time.perf_counter() - t0
-            scores = dice_of_batch(logits, batch.masks, batch.mask_pixels)
-            result.ids.extend(s.id for s in batch.samples)
-            result.dice.extend(scores.tolist())
+            if batch.samples:
+                t0 = time.perf_counter()
+                logits = session.infer(batch.inputs)[: len(batch.samples)]
+                t1 = time.perf_counter()
+                scores = dice_of_batch(logits, batch.masks, batch.mask_pixels)
+                result.ids.extend(s.id for s in batch.samples)
+                result.dice.extend(scores.tolist())
+                result.engine_seconds += t1 - t0
+                result.postprocess_seconds += time.perf_counter() - t1
+            mark = time.perf_counter()
     result.seconds = time.perf_counter() - start
     result.preprocess_seconds = feeder.cpu_seconds
     return result
