@@ -25,7 +25,7 @@ QUICK = [
         ("perf.py", "x vs fp32 b1"),
         ("engines.py", "x PyTorch eager fp32"),
         ("vs_benchmark_app.py", "img/s benchmark_app"),
-        ("pipeline.py", "e2e / engine"),
+        ("pipeline.py", "e2e / engine warm"),
     ],
 )
 def test_benchmark_script_prints_ratios(script, expect):
