@@ -81,7 +81,7 @@ def test_input_cache_is_shared_across_jobs_and_never_changes_a_figure(tiny_job_c
     assert warm["benchmark"]["end_to_end"]["input_cache"] == {"hits": n, "misses": 0}  # another job, same inputs
     assert plain["benchmark"]["end_to_end"]["input_cache"] is None
     assert (tmp_path / "cold" / "per_image.csv").read_text() == (tmp_path / "plain" / "per_image.csv").read_text()
-    entries = sorted((tmp_path / "cache" / "inputs").glob("*.npz"))
+    entries = sorted((tmp_path / "cache" / "inputs").glob("*.bin"))
     assert len(entries) == n
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # damaged on disk: recomputed, never trusted
     again = run_job(tiny_job_cfg("data.cache_inputs=true"), tmp_path / "again")

@@ -63,13 +63,46 @@ def test_batches_equal_one_by_one_loading_in_order(samples, workers, ahead, inpu
         assert not inputs[len(ids) :].any()
 
 
-def test_input_cache_feeds_the_same_batches(samples, tmp_path):
-    s = spec(2)
+@pytest.mark.parametrize("input_format", ["float_nchw", "uint8_nhwc"])
+def test_input_cache_feeds_the_same_batches(samples, tmp_path, input_format):
+    s = spec(2, input_format)
     plain = consume(Feeder(samples, s, 2, 2, skip_bad=False))
-    for _ in range(2):  # filling the cache, then reading from it
-        cached = consume(Feeder(samples, s, 2, 2, skip_bad=False, input_cache=InputCache(tmp_path, HW, False)))
+    for filled in (False, True):  # filling the cache, then reading from it
+        cache = InputCache(tmp_path, HW, False)
+        cached = consume(Feeder(samples, s, 2, 2, skip_bad=False, input_cache=cache))
+        assert cache.record() == ({"hits": 7, "misses": 0} if filled else {"hits": 0, "misses": 7})
         for a, b in zip(plain, cached, strict=True):
             assert a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:], strict=True))
+
+
+@pytest.mark.parametrize("damage", ["flip a pixel", "truncate", "other size", "not an entry"])
+def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_path, damage):
+    first = InputCache(tmp_path, HW, False)
+    pixels, mask = np.empty((*HW, 3), np.uint8), np.empty(HW, np.uint8)
+    first.read_into(samples[0], pixels, mask)
+    (entry,) = (tmp_path / "inputs").glob("*.bin")
+    data = bytearray(entry.read_bytes())
+    if damage == "flip a pixel":
+        data[len(data) // 2] ^= 1  # same size, valid header: only the checksum can tell
+    elif damage == "truncate":
+        del data[-10:]
+    elif damage == "other size":  # a well-formed entry of another model size, as many bytes, under this key
+        hw = (HW[0] // 2, HW[1] * 2)
+        InputCache(tmp_path / "other", hw, False).read_into(
+            samples[0], np.empty((*hw, 3), np.uint8), np.empty(hw, np.uint8)
+        )
+        data = bytearray(next((tmp_path / "other" / "inputs").glob("*.bin")).read_bytes())
+    else:
+        data[:8] = b"PK\x03\x04junk"[:8]
+    entry.write_bytes(bytes(data))
+    again = InputCache(tmp_path, HW, False)
+    got_pixels, got_mask = np.full_like(pixels, 7), np.full_like(mask, 7)
+    again.read_into(samples[0], got_pixels, got_mask)
+    assert again.record() == {"hits": 0, "misses": 1}
+    assert np.array_equal(got_pixels, pixels) and np.array_equal(got_mask, mask)
+    assert entry.read_bytes() != bytes(data)  # rewritten whole
+    again.read_into(samples[0], got_pixels, got_mask)
+    assert again.record() == {"hits": 1, "misses": 1}
 
 
 def test_dynamic_shape_pads_only_to_the_smallest_batch(samples):

@@ -14,6 +14,7 @@ measured: README "Options that make the pipeline keep up with the engine".
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -86,6 +87,7 @@ class Feeder:
         self.ahead = ahead if workers else 0
         self.slots = [_Slot(spec) for _ in range(min(self.ahead + 1, len(self.chunks)) or 1)]
         self.cpu_seconds = 0.0
+        self._scratch = threading.local()
 
     # --- per-sample tasks: each fills its rows of a slot and returns what the batch check needs
     def _image_task(self, sample: Sample, slot: _Slot, row: int) -> Task:
@@ -107,13 +109,24 @@ class Feeder:
         return run
 
     def _cached_task(self, sample: Sample, slot: _Slot, row: int) -> Task:
+        """Read the entry straight into the slot (uint8 NHWC input) or into this thread's scratch pixels,
+        normalized from there: nothing is allocated per image."""
+
         def run() -> None:
-            pixels, mask = self.input_cache.pair(sample)
-            to_model_input(pixels, self.spec.uint8_nhwc, out=slot.inputs[row])
-            slot.masks[row] = mask
-            slot.mask_pixels[row] = np.count_nonzero(mask)
+            pixels = slot.inputs[row] if self.spec.uint8_nhwc else self._scratch_pixels()
+            self.input_cache.read_into(sample, pixels, slot.masks[row])
+            if not self.spec.uint8_nhwc:
+                to_model_input(pixels, False, out=slot.inputs[row])
+            slot.mask_pixels[row] = np.count_nonzero(slot.masks[row])
 
         return run
+
+    def _scratch_pixels(self) -> np.ndarray:
+        """One uint8 HxWx3 buffer per worker thread, reused for every image it reads from the cache."""
+        pixels = getattr(self._scratch, "pixels", None)
+        if pixels is None:
+            pixels = self._scratch.pixels = np.empty((*self.spec.input_hw, 3), np.uint8)
+        return pixels
 
     def _tasks(self, chunk: list[Sample], slot: _Slot) -> list[list[Task]]:
         """Per sample, its tasks: one from the input cache, else image and mask apart (run in parallel)."""
