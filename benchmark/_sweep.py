@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_CARVANA = REPO.parent / "shared" / "data" / "carvana"
 
 
+def script_overrides(argv: list[str], doc: str | None) -> list[str]:
+    """A benchmark script's arguments: Hydra overrides passed to every sweep; `-h`/`--help` prints `doc`."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        raise SystemExit(0)
+    flags = [a for a in argv if a.startswith("-") or ("=" not in a and not a.startswith("~"))]
+    if flags:
+        raise SystemExit(f"error: {' '.join(flags)}: the script takes Hydra overrides (key=value) only; see --help")
+    return argv
+
+
 def data_overrides(argv: list[str]) -> list[str]:
     """Real Carvana with the bundled Carvana model where ../shared (or $CARVANA_DATASETS_PATH) exists, else the demo."""
     if any(a.startswith(("model=", "data=", "data.root=")) for a in argv):
@@ -41,6 +52,8 @@ def run_sweep(name: str, sweep: list[str], argv: list[str]) -> pd.DataFrame:
     ]
     print("$", " ".join(command[1:]), flush=True)
     subprocess.run(command, cwd=REPO, check=False)  # failed rows are part of the answer
+    if not (out / "results.csv").is_file():
+        raise SystemExit(f"error: the sweep wrote no table ({out / 'results.csv'}): its message is above")
     return pd.read_csv(out / "results.csv")
 
 

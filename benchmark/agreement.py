@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 import pandas as pd
-from _sweep import data_overrides
+from _sweep import data_overrides, script_overrides
 from hydra import compose, initialize_config_module
 
 from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
@@ -23,6 +23,7 @@ from unet_pipeline.synthetic import ensure_configured
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     extra = {k: int(v) for k, v in (a.split("=", 1) for a in argv if a.startswith(("num_images=", "num_calib")))}
     overrides = [a for a in argv if not a.startswith(("num_images=", "num_calib"))]
     overrides = [*data_overrides(overrides), *overrides]

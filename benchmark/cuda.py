@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from _sweep import run_sweep
+from _sweep import run_sweep, script_overrides
 from pipeline import E2E, HOST, column_table, e2e_sweeps, e2e_table
 
 DEFAULTS = ["device=cuda", "model=unet_carvana", "model.checkpoint=random", "model.scale=0.5", "shape=static"]
@@ -25,6 +25,7 @@ TARGET = 0.95  # the host work hidden behind the device: the pipeline at the eng
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     base = [d for d in DEFAULTS if d.split("=")[0] not in {a.split("=")[0] for a in argv}]
     sweep = [*base, "precision=force_float16,force_float32", "batch=1,8", *LONG]
     prime = [*base, "precision=force_float16", "batch=8", "benchmark.enabled=false", *LONG[:2]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from _sweep import ratio_table, run_sweep
+from _sweep import ratio_table, run_sweep, script_overrides
 
 SWEEP = [
     "engine=torch,onnxruntime,openvino",
@@ -21,6 +21,7 @@ SWEEP = [
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     frame = run_sweep("engines", SWEEP, argv)
     done = frame[frame["status"] == "completed"]
     ref = done[(done["job.engine"] == "torch") & (done["job.precision"] == "force_float32")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from _sweep import ratio_table, run_sweep
+from _sweep import ratio_table, run_sweep, script_overrides
 
 SWEEP = [
     "precision=force_float32,force_float16,qint8_mixed_float16",
@@ -22,6 +22,7 @@ SWEEP = [
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     frame = run_sweep("perf", SWEEP, argv)
     ref = frame[
         (frame["job.precision"] == "force_float32") & (frame["job.batch"] == 1) & (frame["status"] == "completed")

@@ -28,7 +28,7 @@ import sys
 import time
 
 import pandas as pd
-from _sweep import run_sweep
+from _sweep import run_sweep, script_overrides
 
 E2E_TARGET = {320: 0.85, 640: 0.95}
 ALIGN_TARGET, DICE_TOLERANCE = 1.5, 0.0005
@@ -144,6 +144,7 @@ def e2e_sweeps(sweep: list[str], prime: list[str], argv: list[str]) -> tuple[pd.
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     misses: list[str] = []
     swept = precisions()
     sizes = "model.scale=0.25,0.5"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 import pandas as pd
-from _sweep import run_sweep
+from _sweep import run_sweep, script_overrides
 
 SWEEP = [
     "engine=openvino",
@@ -26,6 +26,7 @@ SWEEP = [
 
 
 def main(argv: list[str]) -> int:
+    argv = script_overrides(argv, __doc__)
     frame = run_sweep("vs_benchmark_app", SWEEP, argv)
     rows = []
     for _, r in frame.iterrows():

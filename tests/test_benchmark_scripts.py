@@ -56,3 +56,19 @@ def test_agreement_script_on_the_demo():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pytorch-eager" in proc.stdout and "openvino" in proc.stdout
+
+
+SCRIPTS = ["perf.py", "engines.py", "vs_benchmark_app.py", "pipeline.py", "agreement.py", "cuda.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_script_help_and_bad_arguments_run_nothing(script, tmp_path):
+    """`--help` prints the script's docstring; a flag instead of an override is one line, and no sweep starts
+    (a sweep would log to stderr)."""
+    run = [sys.executable, str(REPO / "benchmark" / script)]
+    shown = subprocess.run([*run, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "python benchmark/" in shown.stdout, shown.stderr[-2000:]
+    bad = subprocess.run([*run, "-m", "batch=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "error: -m: the script takes Hydra overrides (key=value) only; see --help"
+    ]
