@@ -126,3 +126,23 @@ def test_align_is_recorded_and_part_of_the_export_key(tiny_job_cfg, tmp_path):
 def test_align_defaults_to_where_it_was_measured_faster(compose_cfg, model, precision, align):
     assert compose_cfg([f"model={model}", f"precision={precision}"]).model.align == align
     assert compose_cfg([f"model={model}", f"precision={precision}", "model.align=16"]).model.align == 16
+
+
+@pytest.mark.parametrize(
+    ("model", "precision", "input_format"),
+    [
+        ("unet_carvana_small", "qint8_mixed_float32", "uint8_nhwc"),  # /255 folded: Dice identical, less host work
+        ("unet_carvana_small", "force_bfloat16", "float_nchw"),  # folded in bf16 it moved Dice by -0.0001
+        ("unet_demo", "qint8_mixed_float16", "uint8_nhwc"),
+        ("unet_demo", "force_float32", "float_nchw"),
+        ("unet_carvana", "qint8_mixed_float16", "float_nchw"),  # the full-width model: not measured folded
+    ],
+)
+def test_input_format_defaults_to_folded_for_int8_on_the_compact_models(compose_cfg, model, precision, input_format):
+    cfg = compose_cfg([f"model={model}", f"precision={precision}"])
+    assert cfg.model.input_format == input_format
+    other = "float_nchw" if input_format == "uint8_nhwc" else "uint8_nhwc"
+    assert (
+        compose_cfg([f"model={model}", f"precision={precision}", f"model.input_format={other}"]).model.input_format
+        == other
+    )

@@ -33,7 +33,8 @@ def test_sweep_exports_once_builds_per_precision_and_resumes_by_skipping(tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = records(sweep)
     assert len(first) == 6 and all(r["status"] == "completed" for r in first)
-    # one graph per distinct export: the demo model aligns its int8 input (model.align follows the precision),
+    # one graph per distinct export: the demo model aligns its int8 input and feeds it uint8 NHWC (both follow
+    # the precision),
     # so fp32 has one graph and both int8 precisions share the other, across both batches
     graphs = {(r["job"]["align"], r["cache"]["export"]["key"]) for r in first}
     assert len(graphs) == 2 and cache_events(sweep, "export").count(False) == 2
@@ -111,7 +112,8 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes_sharing_the_cache(tmp_p
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "precision=force_float32,qint8_mixed_float32",
-        "model.align=0",  # both precisions on one graph (int8 is aligned by default), built once under the lock
+        "model.align=0",  # both precisions on one graph (int8 is aligned and fed uint8 NHWC by default),
+        "model.input_format=float_nchw",  # built once under the lock
         f"hydra.sweep.dir={sweep}",
         f"benchmark.lock_dir={tmp_path / 'locks'}",
         *tiny_overrides(tiny_dataset, tiny_checkpoint),
