@@ -6,7 +6,8 @@
 Side by side in one run, each printed with its ratios and the Dice of every row:
 1. end to end (decode + resize + normalize + infer + argmax + Dice, with the default feed: worker threads,
    batches prepared ahead) / engine-only of the same compiled model, at 320x479 and 640x959, batch 1 and 4,
-   int8 and bf16 (fp32 where the CPU has no native bf16), each with its default `model.align`; warm
+   int8 and bf16 (fp32 where the CPU has no native bf16), each with its default `model.align` and
+   `model.input_format` (int8: aligned to 32 and fed uint8 NHWC; bf16: neither); warm
    (`data.cache_inputs=true`, the input cache filled first: what every job of a sweep sees after the first at its
    size) and cold (`data.cache_inputs=false`: every JPEG and GIF mask decoded in the timed loop). Targets
    (>= 0.85 at 320x479, >= 0.95 at 640x959) are checked warm; cold is printed beside it with the host CPU time

@@ -34,8 +34,7 @@ def test_sweep_exports_once_builds_per_precision_and_resumes_by_skipping(tmp_pat
     first = records(sweep)
     assert len(first) == 6 and all(r["status"] == "completed" for r in first)
     # one graph per distinct export: the demo model aligns its int8 input and feeds it uint8 NHWC (both follow
-    # the precision),
-    # so fp32 has one graph and both int8 precisions share the other, across both batches
+    # the precision), so fp32 has one graph and both int8 precisions share the other, across both batches
     graphs = {(r["job"]["align"], r["cache"]["export"]["key"]) for r in first}
     assert len(graphs) == 2 and cache_events(sweep, "export").count(False) == 2
     engine_keys = {r["cache"]["engine"]["key"] for r in first}
