@@ -54,12 +54,16 @@ class InputCache:
         self.hw, self.reduced = hw, reduced
         self.hits = self.misses = 0
         self._count = threading.Lock()  # the feed's worker threads read entries side by side
+        self._paths: dict[tuple[Path, Path], Path] = {}  # one job's passes read each source file once
 
     def _path(self, sample: Sample) -> Path:
-        h, w = self.hw
-        mode = "reduced" if self.reduced else "full"
-        key = f"{_digest(sample.image)}-{_digest(sample.mask)}-{h}x{w}-{mode}-v{PREPROCESS_VERSION}"
-        return self.dir / f"{key}.bin"
+        files = (sample.image, sample.mask)
+        if files not in self._paths:
+            h, w = self.hw
+            mode = "reduced" if self.reduced else "full"
+            key = f"{_digest(sample.image)}-{_digest(sample.mask)}-{h}x{w}-{mode}-v{PREPROCESS_VERSION}"
+            self._paths[files] = self.dir / f"{key}.bin"
+        return self._paths[files]
 
     def read_into(self, sample: Sample, pixels: np.ndarray, mask: np.ndarray) -> None:
         """Fill `pixels` (uint8 HxWx3) and `mask` (uint8 HxW), both C-contiguous, at model size: from the
