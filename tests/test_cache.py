@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import time
@@ -120,6 +121,9 @@ class _Engine:
     def settings(self):
         return self._settings
 
+    def plan(self, spec):  # the quantizer settings an engine derives from the spec: part of the key
+        return {"quantization": {"overflow_fix": spec.quant.overflow_fix}}
+
 
 def test_export_key_covers_weights_architecture_shape_and_format(compose_cfg):
     model = compose_cfg(["model=unet_carvana_small"]).model
@@ -135,6 +139,10 @@ def test_export_key_covers_weights_architecture_shape_and_format(compose_cfg):
         export_parts(model, "sha256:aa", _spec(), "onnx"),
     ):
         assert content_key(changed) != base
+
+
+def _with_quant(spec, **changes):
+    return dataclasses.replace(spec, quant=dataclasses.replace(spec.quant, **changes))
 
 
 def test_engine_key_covers_engine_precision_and_calibration_content(compose_cfg, tiny_dataset):
@@ -156,6 +164,8 @@ def test_engine_key_covers_engine_precision_and_calibration_content(compose_cfg,
         engine_parts("e1", _Engine(), _spec("qint8_mixed_float32"), cfg.calibration, samples[:3]),
         engine_parts("e1", _Engine(), spec, cfg.calibration, samples[1:4]),
         engine_parts("e1", _Engine(), spec, seed, samples[:3]),
+        engine_parts("e1", _Engine(), spec, cfg.calibration, samples[:3], None, "avx2"),  # the CPU's int8 class
+        engine_parts("e1", _Engine(), _with_quant(spec, overflow_fix="enable"), cfg.calibration, samples[:3]),
     ):
         assert content_key(changed) != base
     # an edited calibration image is another calibration set, even under the same name

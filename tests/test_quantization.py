@@ -10,8 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unet_pipeline import isa
 from unet_pipeline.data import Sample, select_validation
-from unet_pipeline.engines.base import BuildSpec, Capabilities, Precision, QuantOptions, resolve_layers
+from unet_pipeline.engines.base import (
+    BuildSpec,
+    Capabilities,
+    Precision,
+    QuantOptions,
+    resolve_layers,
+    with_overflow_fix,
+)
+from unet_pipeline.engines.openvino import OpenVINOEngine
 from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import build_spec, run_job
 from unet_pipeline.keys import engine_parts
@@ -218,14 +227,13 @@ def test_openvino_accuracy_control_records_what_it_reverted(tiny_job_cfg, tmp_pa
 
 
 def test_validation_images_enter_the_key_only_with_a_budget(tiny_job_cfg, tmp_path):
-    from unet_pipeline.engines.openvino import OpenVINOEngine
-
     engine = OpenVINOEngine()
     calib, (val_a, val_b) = _samples(1, 2, tmp_path), _samples(3, 1, tmp_path)[1:]
     val_a, val_b = [val_a], [val_b]
 
     def parts(cfg, validation):
-        return engine_parts("export", engine, build_spec(cfg), cfg.calibration, calib, validation)
+        spec, _ = with_overflow_fix(engine, build_spec(cfg), isa.host())  # as the job resolves it
+        return engine_parts("export", engine, spec, cfg.calibration, calib, validation)
 
     for sample in calib + val_a + val_b:  # keys hash file contents
         sample.image.write_bytes(sample.id.encode())
@@ -248,9 +256,13 @@ def test_sweep_table_names_each_rows_calibration(tmp_path, tiny_dataset, tiny_ch
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multirun").iterdir()
     frame = to_frame(load_records(sweep))
+    host = isa.host()  # the overflow fix is chosen for the CPU the sweep ran on (tests/test_isa.py)
+    bits = {"enable": "7-bit weights", "first_layer": "7-bit first layer"}[
+        OpenVINOEngine().auto_overflow_fix(None, host).setting
+    ]
     assert list(frame["calibration"]) == [
-        "3 imgs · default · per_channel · act default · float [last]",
-        "3 imgs · histogram · per_channel · act default · float [last]",
+        f"3 imgs · default · per_channel · act default · float [last] · {bits} ({host.kind})",
+        f"3 imgs · histogram · per_channel · act default · float [last] · {bits} ({host.kind})",
     ]
     assert "histogram · per_channel" in (sweep / "results.md").read_text()
     record = json.loads((sweep / "1" / "result.json").read_text())

@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> None:
         return  # the sweep's table and exit status come from ResultsTableCallback
     frame = results.write_tables(out_dir)
     print(results.markdown(frame))
+    for line in results.warnings(frame):
+        print(line, file=sys.stderr)
     print(f"\nresult: {out_dir / 'result.json'}")
     if record["status"] not in results.OK_STATUSES:
         print(f"error: {record['error']}", file=sys.stderr)

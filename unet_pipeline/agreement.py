@@ -16,8 +16,9 @@ import hydra
 import numpy as np
 import torch
 
+from . import isa
 from .config import PrecisionMode
-from .engines.base import BuildSpec, Engine, Precision
+from .engines.base import BuildSpec, Engine, Precision, with_overflow_fix
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .stages.export import export_graph
@@ -57,6 +58,7 @@ def _row(engine: str, precision: str, **fields: Any) -> dict[str, Any]:
         "dice_delta": None,
         "agrees": None,
         "reason": "",
+        "overflow_fix": None,
         **fields,
     }
 
@@ -79,39 +81,51 @@ def compare_engines(
     hw = images.shape[2:]
     for name in engines or engine_names():
         engine = instantiate_engine(name)
-        for mode in precisions or [m.value for m in PrecisionMode]:
-            spec = BuildSpec(Precision(mode), "static", len(images), None, hw, images.shape[1], "cpu")
-            try:
-                engine.check(spec)
-            except PipelineError as exc:
-                rows.append(_row(name, mode, status="unsupported", reason=str(exc)))
-                continue
-            fallback = engine.precision_fallback(spec)
-            if fallback and spec.precision.quant_bits is None:
-                rows.append(_row(name, mode, status="skipped", reason=fallback))
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                graph = export_graph(net, engine.capabilities.export_format, spec, Path(tmp) / "export")
+        with tempfile.TemporaryDirectory() as tmp:
+            graph: Path | None = None  # one export per engine: the graph does not depend on the precision
+            by_build: dict[tuple[int | None, str], dict[str, Any]] = {}  # (bits, float type run) -> measured row
+            for mode in precisions or [m.value for m in PrecisionMode]:
+                spec = BuildSpec(Precision(mode), "static", len(images), None, hw, images.shape[1], "cpu")
+                try:
+                    engine.check(spec)
+                except PipelineError as exc:
+                    rows.append(_row(name, mode, status="unsupported", reason=str(exc)))
+                    continue
+                spec, overflow = with_overflow_fix(engine, spec, isa.host())  # int8 as a job on this CPU builds it
+                fallback = engine.precision_fallback(spec)
+                if fallback and spec.precision.quant_bits is None:
+                    rows.append(_row(name, mode, status="skipped", reason=fallback))
+                    continue
+                # int8 whose float remainder falls back to float32 computes what int8 + float32 computes
+                build = (spec.precision.quant_bits, "float32" if fallback else spec.precision.float_type)
+                if build in by_build:
+                    same = by_build[build]
+                    rows.append({**same, "precision": mode, "reason": f"{fallback} (the {same['precision']} build)"})
+                    continue
+                if graph is None:
+                    graph = export_graph(net, engine.capabilities.export_format, spec, Path(tmp) / "export")
                 calib = calibration if spec.precision.needs_calibration else None
-                session = engine.load(engine.build(graph, spec, calib, Path(tmp) / "engine"), spec)
+                session = engine.load(engine.build(graph, spec, calib, Path(tmp) / mode), spec)
                 logits = session.infer(images)
-            labels = predict_labels(logits)
-            dice = float(dice_per_image(labels, masks).mean())
-            max_abs = float(np.abs(logits - reference).max())
-            flipped = float((labels != ref_labels).mean())
-            is_fp32 = mode == "force_float32"
-            rows.append(
-                _row(
-                    name,
-                    mode,
-                    max_abs_logit=max_abs,
-                    flipped_pixels=flipped,
-                    dice=dice,
-                    dice_delta=dice - ref_dice,
-                    agrees=(max_abs <= FP32_MAX_ABS and flipped <= FP32_MAX_FLIPPED) if is_fp32 else None,
-                    reason=fallback or "",
+                labels = predict_labels(logits)
+                dice = float(dice_per_image(labels, masks).mean())
+                max_abs = float(np.abs(logits - reference).max())
+                flipped = float((labels != ref_labels).mean())
+                is_fp32 = mode == "force_float32"
+                rows.append(
+                    _row(
+                        name,
+                        mode,
+                        max_abs_logit=max_abs,
+                        flipped_pixels=flipped,
+                        dice=dice,
+                        dice_delta=dice - ref_dice,
+                        agrees=(max_abs <= FP32_MAX_ABS and flipped <= FP32_MAX_FLIPPED) if is_fp32 else None,
+                        reason=fallback or "",
+                        overflow_fix=overflow.setting if overflow else None,
+                    )
                 )
-            )
+                by_build[build] = rows[-1]
     return rows
 
 

@@ -26,6 +26,8 @@ class ResultsTableCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = results.write_tables(sweep_dir)
         print(results.markdown(frame))
+        for line in results.warnings(frame):
+            print(line, file=sys.stderr)
         print(f"\nwrote {sweep_dir / results.MD_FILE} and {sweep_dir / results.CSV_FILE}")
         if not results.all_completed(frame):
             failed = int((~frame["status"].isin(results.OK_STATUSES)).sum())

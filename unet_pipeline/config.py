@@ -76,6 +76,15 @@ class DropMetric(str, Enum):
     worst_image = "worst_image"  # the largest drop of any single validation image
 
 
+class OverflowFix(str, Enum):
+    """7-bit int8 weights against u8 x s8 saturation on CPUs without VNNI (unet_pipeline/isa.py)."""
+
+    auto = "auto"  # each engine decides for the CPU it builds on (the table and result.json say what and why)
+    enable = "enable"  # 7-bit weights in every layer (ONNX Runtime reduce_range=True, NNCF OverflowFix.ENABLE)
+    first_layer = "first_layer"  # in the first layer only (NNCF's default; OpenVINO only)
+    disable = "disable"  # full 8-bit weights everywhere
+
+
 class BadSamplePolicy(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -118,6 +127,7 @@ class CalibrationConfig:
     keep_float: list[str] = field(default_factory=list)
     max_dice_drop: float | None = None
     drop_metric: DropMetric = DropMetric.mean
+    overflow_fix: OverflowFix = OverflowFix.auto
     validation_samples: int = 32
     search_trials: int = 8
 

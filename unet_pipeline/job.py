@@ -26,14 +26,16 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import isa
 from .cache import ArtifactCache, NoCache
 from .data import Sample, list_samples, load_input, select_calibration, select_eval, select_validation
-from .engines.base import BuildSpec, Engine, Precision, QuantOptions
+from .engines.base import BuildSpec, Engine
 from .errors import PipelineError
 from .input_cache import InputCache
 from .keys import engine_parts, export_parts, job_identity
 from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
 from .records import write_atomic, write_json
+from .spec import build_spec, for_cpu
 from .stages.benchmark import (
     device_lock,
     interleave,
@@ -70,54 +72,6 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def build_spec(cfg: DictConfig) -> BuildSpec:
-    """The engine request implied by the config, with the batch checked against the shape."""
-    batch, shape = cfg.batch, cfg.shape
-    if batch <= 0:
-        raise PipelineError(f"batch={batch} must be a positive integer")
-    batch_range = None
-    if shape.mode == "dynamic":
-        batch_range = (shape.batch_min, shape.batch_max)
-        if not 1 <= shape.batch_min <= shape.batch_max:
-            raise PipelineError(
-                f"shape.batch_min={shape.batch_min} / shape.batch_max={shape.batch_max} must satisfy 1 <= min <= max"
-            )
-        if not shape.batch_min <= batch <= shape.batch_max:
-            raise PipelineError(
-                f"batch={batch} is outside the dynamic range {shape.batch_min}..{shape.batch_max}; "
-                "change batch or shape.batch_min/shape.batch_max"
-            )
-    return BuildSpec(
-        precision=Precision(str(cfg.precision.mode.value)),
-        shape=str(shape.mode.value),
-        batch=batch,
-        batch_range=batch_range,
-        input_hw=input_hw(cfg.model, cfg.data),
-        channels=cfg.model.n_channels,
-        device=cfg.device.kind,
-        input_format=str(cfg.model.input_format.value),
-        quant=quant_options(cfg.calibration),
-    )
-
-
-def quant_options(calibration: DictConfig) -> QuantOptions:
-    """The engine-facing part of the `calibration` group."""
-    drop = calibration.max_dice_drop
-    if drop is not None and not 0 <= drop < 1:
-        raise PipelineError(f"calibration.max_dice_drop={drop} must be in [0, 1) (an absolute Dice drop, e.g. 0.001)")
-    if not 0 < calibration.percentile <= 100:
-        raise PipelineError(f"calibration.percentile={calibration.percentile} must be in (0, 100]")
-    return QuantOptions(
-        method=str(calibration.method.value),
-        percentile=float(calibration.percentile),
-        weights=str(calibration.weights.value),
-        activations=str(calibration.activations.value),
-        keep_float=tuple(str(x) for x in calibration.keep_float),
-        max_dice_drop=None if drop is None else float(drop),
-        drop_metric=str(calibration.drop_metric.value),
-    )
 
 
 class JobRecord:
@@ -270,6 +224,10 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     r["engine_settings"] = engine.settings()
     spec = build_spec(cfg)
     engine.check(spec)
+    host_isa = isa.host()
+    spec, overflow = for_cpu(engine, spec, host_isa)
+    if overflow is not None:
+        r["quantization"] = {"overflow_fix": overflow}
     check_feed_settings(cfg.data.workers, cfg.data.prefetch_batches)
     if cfg.benchmark.repeats < 1:
         raise PipelineError(f"benchmark.repeats={cfg.benchmark.repeats} must be 1 or more")
@@ -285,7 +243,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
 
     with record.timed("load_model"):
         net = _load_model(cfg.model, r)
-    artifact = _export_and_build(cfg, engine, spec, net, selected, out_dir, record)
+    artifact = _export_and_build(cfg, engine, spec, net, selected, out_dir, record, host_isa.kind)
     with record.timed("load_engine"):
         session = engine.load(artifact, spec)
         session.infer(pad_batch(spec.zeros(spec.batch), spec))  # warm-up: lazy init is not part of e2e
@@ -335,8 +293,12 @@ def _export_and_build(
     selected: Selection,
     out_dir: Path,
     record: JobRecord,
+    int8_kind: str,
 ) -> Path:
-    """Exported graph and engine artifact from the content-addressed cache, built only on a miss."""
+    """Exported graph and engine artifact from the content-addressed cache, built only on a miss.
+
+    A quantized artifact's key holds the CPU's int8 kernel class (`int8_kind`): one built where u8 x s8
+    does not saturate is never reused on a CPU where it would."""
     r = record.data
     cache = ArtifactCache(cfg.cache.dir) if cfg.cache.enabled else NoCache(out_dir)
     sha = r["job"]["checkpoint_sha256"]
@@ -364,7 +326,9 @@ def _export_and_build(
         trials = cfg.calibration.search_trials
         return build_quantized(engine, exported.artifact, spec, calibration, validation, out, trials)
 
-    parts = engine_parts(exported.key, engine, spec, cfg.calibration, selected.calibration, selected.validation)
+    parts = engine_parts(
+        exported.key, engine, spec, cfg.calibration, selected.calibration, selected.validation, int8_kind
+    )
     with record.timed("build"):
         built = cache.get_or_build("engine", parts, build)
     r["cache"]["engine"] = built.record()
@@ -380,7 +344,7 @@ def _record_quantization(r: dict[str, Any], artifact: Path) -> None:
     quantization = read_quantization_record(artifact)
     if quantization is None:
         return
-    r["quantization"] = quantization
+    r["quantization"] = {**quantization, **r.get("quantization", {})}  # this host's overflow_fix choice kept
     control = quantization.get("accuracy_control")
     if control:
         kept = control["kept_float"]

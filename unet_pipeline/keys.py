@@ -61,10 +61,13 @@ def engine_parts(
     calibration_cfg: DictConfig,
     calibration_samples: list[Sample] | None,
     validation_samples: list[Sample] | None = None,
+    int8_kind: str | None = None,
 ) -> dict[str, Any]:
     """A built artifact depends on its graph, the engine and its version and settings, precision, device,
-    shape, and for quantized precisions on the calibration images (by content) and settings, and with
-    calibration.max_dice_drop on the validation images the drop is measured on."""
+    shape, and for quantized precisions on the calibration images (by content) and settings, with
+    calibration.max_dice_drop on the validation images the drop is measured on, on the overflow fix as
+    resolved (`auto` means different builds on different CPUs), on the CPU's int8 kernel class and on the
+    quantizer settings the engine derives from all that (so a changed mapping of `default` is a miss)."""
     calibration = None
     if calibration_samples is not None:
         settings = OmegaConf.to_container(calibration_cfg, resolve=True)
@@ -76,6 +79,9 @@ def engine_parts(
             "settings": settings,
             "images": [file_sha256(s.image) for s in calibration_samples],
             "validation": [[file_sha256(s.image), file_sha256(s.mask)] for s in validation_samples or []],
+            "overflow_fix": spec.quant.overflow_fix,
+            "int8_kind": int8_kind,
+            "quantizer": engine.plan(spec).get("quantization"),  # the engine's own settings, as it maps ours
         }
     return {
         "stage": "engine",

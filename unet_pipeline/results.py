@@ -105,7 +105,48 @@ def _calibration(row: pd.Series) -> str | None:
     if pd.notna(drop):
         kept = row.get("quantization.accuracy_control.kept_float")
         parts.append(f"drop≤{drop:g}: {len(kept) if isinstance(kept, list) else '?'} kept float")
+    overflow = row.get("quantization.overflow_fix.chosen")
+    if isinstance(overflow, str):
+        kind = row.get("quantization.overflow_fix.cpu.int8_kind")
+        parts.append(f"{_WEIGHT_BITS.get(overflow, overflow)} ({kind})")
     return " · ".join(parts)
+
+
+_WEIGHT_BITS = {"enable": "7-bit weights", "first_layer": "7-bit first layer", "disable": "8-bit weights"}
+DROP_WARNING = 0.01  # a lower precision this far below its engine's fp32 Dice gets a warning naming the likely cause
+
+
+def precision_warning(row: pd.Series) -> str | None:
+    """A warning naming the likely cause and the fix, for a completed row far below its engine's fp32 Dice."""
+    delta = row.get("dice_delta_vs_fp32")
+    precision = str(row.get("job.precision") or "")
+    if row.get("status") != "completed" or not pd.notna(delta) or delta >= -DROP_WARNING:
+        return None
+    head = f"warning: Dice {delta:+.4f} vs fp32"
+    if precision.startswith("qint"):
+        overflow = row.get("quantization.overflow_fix.chosen")
+        if row.get("quantization.overflow_fix.cpu.saturates") is True and overflow != "enable":
+            kind = row.get("quantization.overflow_fix.cpu.int8_kind")
+            return (
+                f"{head}: likely u8 x s8 saturation (this CPU is {kind} without VNNI, weights 8-bit); "
+                "set calibration.overflow_fix=enable (or auto)"
+            )
+        return (
+            f"{head}: likely calibration (too few or unrepresentative images, outlier ranges); try more "
+            "calibration.num_samples, recipe=int8_percentile, or calibration.max_dice_drop=0.001"
+        )
+    if "float16" in precision and "bfloat16" not in precision:
+        return f"{head}: likely float16 overflow or underflow in activations; try force_bfloat16 or force_float32"
+    if "bfloat16" in precision:
+        return f"{head}: likely bfloat16's 8-bit mantissa in sensitive layers; try force_float32 or an int8 recipe"
+    return None
+
+
+def warnings(frame: pd.DataFrame) -> list[str]:
+    """The table's warnings, one line per job, for the run's summary."""
+    return [
+        f"{job}: {text}" for job, text in zip(frame["job_dir"], frame["warning"], strict=True) if isinstance(text, str)
+    ]
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -123,9 +164,12 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame["compiled_as"] = frame.apply(_compiled_as, axis=1)
     frame["calibration"] = frame.apply(_calibration, axis=1)
     _add_fp32_comparison(frame)
+    frame["warning"] = frame.apply(precision_warning, axis=1)
     frame["remarks"] = [
-        err if isinstance(err, str) else ("; ".join(notes) if isinstance(notes, list) and notes else "")
-        for err, notes in zip(frame["error"], frame["notes"], strict=True)
+        err
+        if isinstance(err, str)
+        else "; ".join([*([warn] if isinstance(warn, str) else []), *(notes if isinstance(notes, list) else [])])
+        for err, notes, warn in zip(frame["error"], frame["notes"], frame["warning"], strict=True)
     ]
     return frame
 

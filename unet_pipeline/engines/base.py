@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from ..errors import PipelineError
+from ..isa import Int8Isa
 
 _MODE = re.compile(r"^(?:force_(?P<force>\w+)|qint(?P<bits>\d+)_mixed_(?P<mixed>\w+))$")
 
@@ -63,6 +64,9 @@ class QuantOptions:
     keep_float: tuple[str, ...] = ()  # compute layers left in float: names, positions (0, -1) or first/last
     max_dice_drop: float | None = None  # accuracy-aware quantization budget (absolute Dice on validation images)
     drop_metric: str = "mean"  # what the budget bounds: mean | worst_image (the largest single-image drop)
+    # 7-bit weights against u8 x s8 saturation (isa.py): enable (every layer) | first_layer | disable, or auto
+    # until `Engine.overflow_fix` resolves it for the CPU the artifact is built for
+    overflow_fix: str = "auto"
 
 
 def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -101,6 +105,14 @@ def budget_error(budget: float, best_drop: float, tried: int, metric: str = "mea
         f"{best_drop:.5f} Dice ({metric}) on the validation images; raise the budget, add calibration.keep_float "
         "layers, or use a float precision"
     )
+
+
+@dataclass(frozen=True)
+class OverflowChoice:
+    """How an int8 build guards against u8 x s8 saturation, and why (recorded in result.json -> quantization)."""
+
+    setting: str  # enable (7-bit weights in every layer) | first_layer | disable
+    why: str
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,22 @@ class BuildSpec:
         }
 
 
+def with_overflow_fix(engine: Engine, spec: BuildSpec, isa: Int8Isa) -> tuple[BuildSpec, OverflowChoice | None]:
+    """`spec` with `calibration.overflow_fix` resolved for the CPU class `isa` (quantized precisions only), and
+    the choice with its reason; every path to `Engine.build` goes through here, so no engine sees `auto`."""
+    if not spec.precision.needs_calibration:
+        return spec, None
+    choice = engine.overflow_fix(spec, isa)
+    return replace(spec, quant=replace(spec.quant, overflow_fix=choice.setting)), choice
+
+
+def resolved_overflow_fix(quant: QuantOptions) -> str:
+    """The quantizer's setting; `auto` here means a caller skipped `with_overflow_fix` (a bug, not user input)."""
+    if quant.overflow_fix == "auto":
+        raise ValueError("calibration.overflow_fix=auto reached the quantizer unresolved (use with_overflow_fix)")
+    return quant.overflow_fix
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What an engine can run; checked before any work so an impossible job fails at once."""
@@ -167,6 +195,7 @@ class Capabilities:
     calibration_methods: tuple[str, ...] = ("default",)  # calibration.method values it maps to its quantizer
     keep_float: bool = False  # can leave chosen compute layers in float (calibration.keep_float)
     native_accuracy_control: bool = False  # has its own accuracy-aware quantization (else the generic search)
+    overflow_fixes: tuple[str, ...] = ("auto", "disable")  # calibration.overflow_fix values it can honour
 
 
 def cyclic_batch(images: list[np.ndarray], start: int, batch: int) -> np.ndarray:
@@ -264,6 +293,27 @@ class Engine(ABC):
             )
         if quant.keep_float and not caps.keep_float:
             raise PipelineError(f"engine={self.name} cannot keep chosen layers in float; remove calibration.keep_float")
+        if quant.overflow_fix not in caps.overflow_fixes:
+            raise PipelineError(
+                f"engine={self.name} has no calibration.overflow_fix={quant.overflow_fix}; "
+                f"supported: {', '.join(caps.overflow_fixes)}"
+            )
+
+    def overflow_fix(self, spec: BuildSpec, isa: Int8Isa) -> OverflowChoice:
+        """How this build guards against u8 x s8 saturation on a CPU of class `isa`: as configured, or, for
+        `calibration.overflow_fix=auto`, what `auto_overflow_fix` picks (each engine knows its kernels)."""
+        requested = spec.quant.overflow_fix
+        if requested == "auto":
+            return self.auto_overflow_fix(spec, isa)
+        risk = ""
+        if requested != "enable" and spec.device == "cpu" and isa.saturates:
+            risk = f", although this CPU needs 7-bit weights ({isa.describe()})"
+        return OverflowChoice(requested, f"as configured (calibration.overflow_fix={requested}){risk}")
+
+    def auto_overflow_fix(self, spec: BuildSpec, isa: Int8Isa) -> OverflowChoice:
+        """The default, for engines whose int8 does not run on the host CPU's instructions (MagicMind on an
+        MLU): nothing to fix. Engines that run int8 on the CPU override it."""
+        return OverflowChoice("disable", f"int8 runs on the {spec.device} device, not on this CPU's int8 instructions")
 
     def compute_layers(self, graph: Path, spec: BuildSpec) -> list[str]:
         """Names of the convolution-like layers of an exported graph, in graph order (for keep_float)."""

@@ -17,7 +17,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import PipelineError
-from .base import BuildSpec, Capabilities, Engine, Precision, QuantOptions, Session, budget_error, resolve_layers
+from ..isa import Int8Isa
+from .base import (
+    BuildSpec,
+    Capabilities,
+    Engine,
+    OverflowChoice,
+    Precision,
+    QuantOptions,
+    Session,
+    budget_error,
+    resolve_layers,
+    resolved_overflow_fix,
+)
 
 # MagicMind float type -> OpenVINO inference precision hint, and the CPU capability that runs it natively.
 _HINTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
@@ -35,6 +47,8 @@ _GRAPH_COMPUTE_OPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropDat
 # calibration.method -> NNCF activation range estimator (None: NNCF's default, MEAN_MINMAX)
 _RANGE_ESTIMATORS = {"default": None, "minmax": "MINMAX", "mean_minmax": "MEAN_MINMAX", "histogram": "HISTOGRAM"}
 _INT_PRECISIONS = {"i8", "u8"}
+# calibration.overflow_fix -> nncf OverflowFix member (7-bit weights: in every layer, the first only, none)
+_OVERFLOW_FIXES = {"enable": "ENABLE", "first_layer": "FIRST_LAYER", "disable": "DISABLE"}
 BLOB, IR, META = "model.blob", "model.xml", "build.json"
 
 
@@ -61,6 +75,7 @@ class OpenVINOEngine(Engine):
         calibration_methods=(*_RANGE_ESTIMATORS, "percentile"),
         keep_float=True,
         native_accuracy_control=True,
+        overflow_fixes=("auto", *_OVERFLOW_FIXES),
     )
 
     def __init__(
@@ -100,6 +115,14 @@ class OpenVINOEngine(Engine):
             "so it would run float32"
         )
 
+    def auto_overflow_fix(self, spec: BuildSpec, isa: Int8Isa) -> OverflowChoice:
+        """NNCF's overflow fix in every layer where oneDNN's int8 convolutions saturate (AVX2 or AVX-512 without
+        VNNI); elsewhere NNCF's own default (the first layer only), under which this project's VNNI-host int8
+        figures were measured."""
+        if isa.saturates:
+            return OverflowChoice("enable", f"nncf OverflowFix.ENABLE (7-bit weights in every layer): {isa.describe()}")
+        return OverflowChoice("first_layer", f"nncf OverflowFix.FIRST_LAYER (its default): {isa.describe()}")
+
     def plan(self, spec: BuildSpec) -> dict[str, Any]:
         plan = super().plan(spec)
         plan["compile_config"] = self._compile_config(spec.precision.float_type)
@@ -111,6 +134,7 @@ class OpenVINOEngine(Engine):
                 "activation_range_estimator": _estimator_name(quant),
                 "weights_per_channel": quant.weights == "per_channel",
                 "preset": _preset_name(quant.activations),
+                "overflow_fix": _OVERFLOW_FIXES[resolved_overflow_fix(quant)],
                 "ignored_scope": list(quant.keep_float),
                 "max_dice_drop": quant.max_dice_drop,
             }
@@ -138,12 +162,19 @@ class OpenVINOEngine(Engine):
         reshaped back afterwards.
         """
         import nncf
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            OverflowFix,
+            QuantizationParameters,
+        )
 
         if not calibration:
             raise PipelineError("int8 needs calibration images: set calibration.num_samples > 0")
         quant = spec.quant
-        advanced = AdvancedQuantizationParameters(activations_range_estimator_params=_range_estimator(quant))
+        advanced = AdvancedQuantizationParameters(
+            activations_range_estimator_params=_range_estimator(quant),
+            overflow_fix=getattr(OverflowFix, _OVERFLOW_FIXES[resolved_overflow_fix(quant)]),
+        )
         if quant.weights == "per_tensor":
             advanced.weights_quantization_params = QuantizationParameters(per_channel=False)
         arguments: dict[str, Any] = {

@@ -28,7 +28,7 @@ from ..engines.base import Session
 
 T = TypeVar("T")
 
-_FLAGS = re.compile(r"^(avx2|avx512\w*|amx\w*|avx_vnni|fma|f16c)$")
+_FLAGS = re.compile(r"^(avx2|avx512\w*|amx\w*|avx_vnni\w*|fma|f16c)$")
 
 
 def machine_info(device: str) -> dict[str, Any]:
