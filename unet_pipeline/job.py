@@ -7,125 +7,44 @@ elsewhere; tables are therefore always aggregated from these files on disk.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import platform
-import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
-import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import isa
 from .cache import ArtifactCache, NoCache
-from .data import Sample, list_samples, load_input, select_calibration, select_eval, select_validation
+from .data import Sample, load_input
 from .engines.base import BuildSpec, Engine
 from .errors import PipelineError
 from .input_cache import InputCache
-from .keys import engine_parts, export_parts, job_identity
-from .model import build_unet, file_sha256, for_deployment, input_hw, load_unet
-from .records import write_atomic, write_json
+from .job_record import RESULT_FILE, JobRecord, completed_before, one_line, write_per_image
+from .keys import engine_parts, export_parts
+from .model import build_unet, file_sha256, for_deployment, load_unet
+from .records import write_json
 from .spec import build_spec, for_cpu
-from .stages.benchmark import (
-    device_lock,
-    interleave,
-    machine_info,
-    median_rounds,
-    run_vendor_tool,
-    time_async,
-    time_sync,
-)
+from .stages.benchmark import device_lock, interleave, median_rounds, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_quantizer_data
 from .stages.evaluate import Evaluation, evaluate, pad_batch
 from .stages.export import export_graph
 from .stages.feed import check_settings as check_feed_settings
 from .stages.quantize import ValidationSet, build_quantized
-from .stages.quantize import read_record as read_quantization_record
 from .stages.save import save_outputs
-from .synthetic import ensure_configured
+from .stages.select import Selection, select_data
+
+__all__ = ["RESULT_FILE", "JobRecord", "build_spec", "run_job"]
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
 PLAN_FILE = "plan.json"
 RANDOM_WEIGHTS = "random"
-PER_IMAGE_FILE = "per_image.csv"
-_LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
-
-
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-class JobRecord:
-    """Accumulates result.json while the stages run; `timed` stamps each stage."""
-
-    def __init__(self, cfg: DictConfig, overrides: list[str]):
-        self.data: dict[str, Any] = {
-            "status": "running",
-            "error": None,
-            "identity": job_identity(cfg),
-            "process": {"host": platform.node(), "pid": os.getpid()},
-            "job": {
-                "model": cfg.model.name,
-                "checkpoint": cfg.model.checkpoint,
-                "checkpoint_sha256": None,
-                "precision": str(cfg.precision.mode.value),
-                "batch": cfg.batch,
-                "shape": str(cfg.shape.mode.value),
-                "batch_range": [cfg.shape.batch_min, cfg.shape.batch_max]
-                if cfg.shape.mode.value == "dynamic"
-                else None,
-                "input_size": list(input_hw(cfg.model, cfg.data)),
-                "decode": str(cfg.data.decode.value),
-                "prefetch_batches": cfg.data.prefetch_batches,
-                "workers": cfg.data.workers,
-                "align": cfg.model.align,
-                "input_format": str(cfg.model.input_format.value),
-                "device": cfg.device.name,
-                "engine": None,
-                "engine_version": None,
-                "overrides": overrides,
-                "tags": list(cfg.tags),
-            },
-            "metrics": {"dice": None, "dice_min": None, "num_images": 0},
-            "compiled": {},
-            "cache": {"dir": str(cfg.cache.dir) if cfg.cache.enabled else None, "export": None, "engine": None},
-            "notes": [],
-            "data": {},
-            "timings": {},
-            "benchmark": {"engine": None, "engine_async": None, "end_to_end": None, "vendor": None},
-            "machine": machine_info(cfg.device.kind),
-            "versions": library_versions(),
-            "config": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
-            "started_at": dt.datetime.now().isoformat(timespec="seconds"),
-            "finished_at": None,
-        }
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.data["timings"][stage] = round(time.perf_counter() - start, 3)
 
 
 def _engine(cfg: DictConfig) -> Engine:
@@ -141,66 +60,13 @@ def _engine(cfg: DictConfig) -> Engine:
         raise
 
 
-@dataclass
-class Selection:
-    """Which images each stage uses: evaluation, calibration (quantized precisions), validation (max_dice_drop)."""
-
-    evaluation: list[Sample]
-    calibration: list[Sample] | None = None
-    validation: list[Sample] | None = None
-
-
-def _select_data(cfg: DictConfig, spec: BuildSpec, r: dict[str, Any]) -> Selection:
-    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed."""
-    generated = ensure_configured(cfg.data)
-    samples = list_samples(cfg.data.root, cfg.data)
-    eval_samples = select_eval(samples, cfg.data)
-    if len(eval_samples) < spec.batch:
-        raise PipelineError(
-            f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
-            "lower batch or raise data.num_images"
-        )
-    r["data"] = {
-        "root": cfg.data.root,
-        "split": str(cfg.data.split.value),
-        "generated": generated,
-        "eval_cars": len({s.car for s in eval_samples}),
-    }
-    if not spec.precision.needs_calibration:
-        return Selection(eval_samples)
-    calibration = cfg.calibration
-    pool = (
-        samples
-        if calibration.root == cfg.data.root
-        else list_samples(calibration.root, cfg.data, key="calibration.root")
-    )
-    calib_samples, overlaps = select_calibration(pool, eval_samples, calibration.num_samples, calibration.seed)
-    r["data"].update(
-        calibration_root=calibration.root,
-        calibration_images=len(calib_samples),
-        calibration_overlaps_eval=overlaps,
-        calibration_ids=[c.id for c in calib_samples],
-    )
-    if overlaps:
-        log.warning(
-            "calibration images come from cars in the evaluation set "
-            "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
-        )
-    validation = None
-    if spec.quant.max_dice_drop is not None:
-        validation = select_validation(
-            pool, eval_samples, calib_samples, calibration.validation_samples, calibration.seed
-        )
-        r["data"]["validation_ids"] = [v.id for v in validation]
-    return Selection(eval_samples, calib_samples, validation)
-
-
-def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, r: dict[str, Any]) -> None:
+def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, record: JobRecord) -> None:
     """dry_run=true: everything the job would build from, reviewed before spending device time."""
-    selected = _select_data(cfg, spec, r)
+    selected = select_data(cfg, spec)
+    record.data = selected.record or {}
     eval_samples, calib_samples = selected.evaluation, selected.calibration
     plan = {
-        "job": r["job"],
+        "job": record.to_dict()["job"],
         "engine": engine.plan(spec),
         "evaluation": {"num_images": len(eval_samples), "ids": [s.id for s in eval_samples]},
         "calibration": None
@@ -213,44 +79,44 @@ def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path,
         },
     }
     write_json(out_dir / PLAN_FILE, plan)
-    r["status"] = "planned"
-    r["notes"].append(f"dry run: plan written to {PLAN_FILE}, nothing built or run")
+    record.status = "planned"
+    record.notes.append(f"dry run: plan written to {PLAN_FILE}, nothing built or run")
 
 
 def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
-    r = record.data
     engine = _engine(cfg)
-    r["job"].update(engine=engine.name, engine_version=engine.version())
-    r["engine_settings"] = engine.settings()
+    record.job.engine, record.job.engine_version = engine.name, engine.version()
+    record.engine_settings = engine.settings()
     spec = build_spec(cfg)
     engine.check(spec)
     host_isa = isa.host()
     spec, overflow = for_cpu(engine, spec, host_isa)
     if overflow is not None:
-        r["quantization"] = {"overflow_fix": overflow}
+        record.quantization = {"overflow_fix": overflow}
     check_feed_settings(cfg.data.workers, cfg.data.prefetch_batches)
     if cfg.benchmark.repeats < 1:
         raise PipelineError(f"benchmark.repeats={cfg.benchmark.repeats} must be 1 or more")
     if cfg.dry_run:
-        _write_plan(cfg, engine, spec, out_dir, r)
+        _write_plan(cfg, engine, spec, out_dir, record)
         return
     engine.require_runtime()
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
-        selected = _select_data(cfg, spec, r)
+        selected = select_data(cfg, spec)
+        record.data = selected.record or {}
         eval_samples = selected.evaluation
 
     with record.timed("load_model"):
-        net = _load_model(cfg.model, r)
+        net = _load_model(cfg.model, record)
     artifact = _export_and_build(cfg, engine, spec, net, selected, out_dir, record, host_isa.kind)
     with record.timed("load_engine"):
         session = engine.load(artifact, spec)
         session.infer(pad_batch(spec.zeros(spec.batch), spec))  # warm-up: lazy init is not part of e2e
-        r["compiled"] = session.describe()
-        r["notes"] += verify_compiled(spec, r["compiled"], cfg.strict_precision)
+        record.compiled = session.describe()
+        record.notes += verify_compiled(spec, record.compiled, cfg.strict_precision)
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
-        r["benchmark"]["lock_wait_seconds"] = round(waited, 3)
+        record.benchmark.lock_wait_seconds = round(waited, 3)
         inputs = InputCache(cfg.cache.dir, spec.input_hw, _reduced(cfg)) if _cache_inputs(cfg) else None
 
         def end_to_end() -> Evaluation:
@@ -268,21 +134,22 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
 
         with record.timed("inference"):
             evaluation = end_to_end()
-        _record_skipped(r, "evaluation", evaluation.skipped)
+        record.add_skipped("evaluation", evaluation.skipped)
         if not evaluation.dice:
             raise PipelineError("every evaluation image was skipped as bad (data.on_bad_sample=skip); fix the dataset")
-        _record_evaluation(r, evaluation, out_dir, {s.id: s.image for s in eval_samples})
+        record.add_evaluation(evaluation, scored=cfg.model.checkpoint != RANDOM_WEIGHTS)
+        write_per_image(out_dir, evaluation, {s.id: s.image for s in eval_samples})
         if cfg.benchmark.enabled:
             with record.timed("benchmark"):
-                _benchmark(cfg, engine, session, artifact, spec, eval_samples, r, end_to_end, evaluation)
-        r["benchmark"]["end_to_end"]["input_cache"] = inputs.record() if inputs else None
+                _benchmark(cfg, engine, session, artifact, spec, eval_samples, record, end_to_end, evaluation)
+        record.benchmark.end_to_end["input_cache"] = inputs.record() if inputs else None
         if cfg.save.masks or cfg.save.overlays:
             with record.timed("save"):
                 dice = dict(zip(evaluation.ids, evaluation.dice, strict=True))
                 saved = save_outputs(
                     session, eval_samples, dice, spec, out_dir, cfg.save.masks, cfg.save.overlays, _reduced(cfg)
                 )
-                r["saved"] = {"masks": saved.masks, "overlays": saved.overlays, "predictions": saved.predictions}
+                record.saved = {"masks": saved.masks, "overlays": saved.overlays, "predictions": saved.predictions}
 
 
 def _export_and_build(
@@ -299,9 +166,8 @@ def _export_and_build(
 
     A quantized artifact's key holds the CPU's int8 kernel class (`int8_kind`): one built where u8 x s8
     does not saturate is never reused on a CPU where it would."""
-    r = record.data
     cache = ArtifactCache(cfg.cache.dir) if cfg.cache.enabled else NoCache(out_dir)
-    sha = r["job"]["checkpoint_sha256"]
+    sha = record.job.checkpoint_sha256
     weights = f"sha256:{sha}" if sha else f"{RANDOM_WEIGHTS}:seed0"
     export_format = engine.capabilities.export_format
     with record.timed("export"):
@@ -310,7 +176,7 @@ def _export_and_build(
             export_parts(cfg.model, weights, spec, export_format),
             lambda out: export_graph(net, export_format, spec, out),
         )
-    r["cache"]["export"] = exported.record()
+    record.cache.export = exported.record()
 
     def build(out: Path) -> Path:
         if selected.calibration is None:
@@ -322,7 +188,7 @@ def _export_and_build(
             validation = None
             if selected.validation is not None:
                 validation = ValidationSet(load_quantizer_data(selected.validation, *options, masks=True), spec)
-            _record_skipped(r, "calibration", skipped)
+            record.add_skipped("calibration", skipped)
         trials = cfg.calibration.search_trials
         return build_quantized(engine, exported.artifact, spec, calibration, validation, out, trials)
 
@@ -331,32 +197,12 @@ def _export_and_build(
     )
     with record.timed("build"):
         built = cache.get_or_build("engine", parts, build)
-    r["cache"]["engine"] = built.record()
-    _record_quantization(r, built.artifact)
+    record.cache.engine = built.record()
+    record.add_quantization(built.artifact)
     for stage, result in (("export", exported), ("engine", built)):
         if result.rebuilt_corrupt:
-            r["notes"].append(f"cache: the {stage} entry failed its integrity check and was rebuilt")
+            record.notes.append(f"cache: the {stage} entry failed its integrity check and was rebuilt")
     return built.artifact
-
-
-def _record_quantization(r: dict[str, Any], artifact: Path) -> None:
-    """What the int8 build did (options, layers kept in float, accuracy control), from beside the artifact."""
-    quantization = read_quantization_record(artifact)
-    if quantization is None:
-        return
-    r["quantization"] = {**quantization, **r.get("quantization", {})}  # this host's overflow_fix choice kept
-    control = quantization.get("accuracy_control")
-    if control:
-        kept = control["kept_float"]
-        r["notes"].append(
-            f"max_dice_drop={control['max_dice_drop']} ({control['drop_metric']}): "
-            f"validation drop {control['final_drop']:.5f}"
-            + (
-                f", kept in float: {len(kept)} layer(s) at positions {control['kept_float_positions']}"
-                if kept
-                else ", no layer needed float"
-            )
-        )
 
 
 def _skip_bad(cfg: DictConfig) -> bool:
@@ -373,16 +219,6 @@ def _reduced(cfg: DictConfig) -> bool:
     return cfg.data.decode.value == "reduced"
 
 
-def _record_skipped(r: dict[str, Any], stage: str, skipped: list[dict[str, str]]) -> None:
-    """data.on_bad_sample=skip: the row says how many were left out, result.json says which and why."""
-    if not skipped:
-        return
-    r["data"][f"skipped_{stage}"] = skipped
-    r["notes"].append(
-        f"{len(skipped)} bad {stage} image(s) skipped (data.on_bad_sample=skip), e.g. {skipped[0]['error']}"
-    )
-
-
 def _benchmark(
     cfg: DictConfig,
     engine: Engine,
@@ -390,7 +226,7 @@ def _benchmark(
     artifact: Path,
     spec: BuildSpec,
     samples: list[Sample],
-    r: dict[str, Any],
+    record: JobRecord,
     end_to_end: Callable[[], Evaluation],
     first: Evaluation,
 ) -> None:
@@ -402,18 +238,18 @@ def _benchmark(
     rounds, passes = interleave(
         lambda: time_sync(session, batch, bench, cfg.progress), end_to_end, first, bench.repeats
     )
-    r["benchmark"]["engine"], e2e = median_rounds(rounds, [p.figures() for p in passes])
-    r["benchmark"]["end_to_end"] = e2e
+    figures = record.benchmark
+    figures.engine, figures.end_to_end = median_rounds(rounds, [p.figures() for p in passes])
     if any(p.dice != first.dice for p in passes):
         worst = max(float(np.max(np.abs(np.subtract(p.dice, first.dice)))) for p in passes)
-        r["notes"].append(f"Dice differed between timing passes (largest per-image difference {worst:.2g})")
-    r["benchmark"]["engine_async"] = time_async(session, batch, bench)
+        record.notes.append(f"Dice differed between timing passes (largest per-image difference {worst:.2g})")
+    figures.engine_async = time_async(session, batch, bench)
     if bench.vendor_tool:
         tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
-        r["benchmark"]["vendor"] = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
+        figures.vendor = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
 
 
-def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
+def _load_model(model_cfg: DictConfig, record: JobRecord) -> torch.nn.Module:
     """The configured weights, or seeded random ones for `model.checkpoint=random` (speed-only runs)."""
     checkpoint = model_cfg.checkpoint
     if not checkpoint:
@@ -423,42 +259,11 @@ def _load_model(model_cfg: DictConfig, r: dict[str, Any]) -> torch.nn.Module:
         )
     if checkpoint == RANDOM_WEIGHTS:
         torch.manual_seed(0)
-        r["notes"].append("random weights (model.checkpoint=random): Dice not applicable")
+        record.notes.append("random weights (model.checkpoint=random): Dice not applicable")
         return for_deployment(build_unet(model_cfg).eval(), model_cfg)
     net, _ = load_unet(model_cfg, checkpoint)
-    r["job"]["checkpoint_sha256"] = file_sha256(checkpoint)
+    record.job.checkpoint_sha256 = file_sha256(checkpoint)
     return for_deployment(net, model_cfg)
-
-
-def _record_evaluation(r: dict[str, Any], ev: Evaluation, out_dir: Path, images: dict[str, Path]) -> None:
-    scored = r["job"]["checkpoint"] != RANDOM_WEIGHTS  # Dice of random weights is no measurement
-    r["metrics"] = {
-        "dice": round(ev.mean_dice, 6) if scored else None,
-        "dice_min": round(min(ev.dice), 6) if scored else None,
-        "num_images": len(ev.dice),
-    }
-    r["benchmark"]["end_to_end"] = ev.figures()
-    table = pd.DataFrame({"image_id": ev.ids, "dice": ev.dice, "image": [str(images[i]) for i in ev.ids]})
-    write_atomic(out_dir / PER_IMAGE_FILE, table.to_csv(index=False, float_format="%.6f"))
-
-
-def one_line(exc: BaseException) -> str:
-    """A PipelineError's message, or the exception type and first line of anything unexpected."""
-    if isinstance(exc, PipelineError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''} (unexpected; HYDRA_FULL_ERROR=1 shows the traceback)"
-
-
-def completed_before(out_dir: Path, identity: str) -> dict[str, Any] | None:
-    """The job dir's record if it says completed for the same config identity (resume skips the job)."""
-    try:
-        previous = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(previous, dict) and previous.get("status") == "completed" and previous.get("identity") == identity:
-        return previous
-    return None
 
 
 def run_job(
@@ -471,25 +276,25 @@ def run_job(
     already holds a completed record of the same config is skipped (resume) unless `force=true`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = JobRecord(cfg, list(overrides or []))
-    previous = completed_before(out_dir, record.data["identity"])
+    record = JobRecord.start(cfg, list(overrides or []))
+    previous = completed_before(out_dir, record.identity)
     if previous is not None and not cfg.force:
         log.info("skipped: %s already holds a completed result for this config (force=true re-runs it)", out_dir)
         return previous
-    write_json(out_dir / RESULT_FILE, record.data)  # a "running" record: a killed job still leaves a row
+    write_json(out_dir / RESULT_FILE, record.to_dict())  # a "running" record: a killed job still leaves a row
     try:
         with record.timed("total"):
             _run_stages(cfg, out_dir, record)
-        if record.data["status"] == "running":
-            record.data["status"] = "completed"
+        if record.status == "running":
+            record.status = "completed"
     except Exception as exc:  # every failure becomes a row, never a lost job
-        record.data.update(status="failed", error=one_line(exc))
+        record.status, record.error = "failed", one_line(exc)
         if not isinstance(exc, PipelineError):
-            record.data["traceback"] = traceback.format_exc()
-        log.error(record.data["error"])
+            record.traceback = traceback.format_exc()
+        log.error(record.error)
         if reraise_unexpected and not isinstance(exc, PipelineError):
             raise
     finally:
-        record.data["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
-        write_json(out_dir / RESULT_FILE, record.data)
-    return record.data
+        record.finished_at = dt.datetime.now().isoformat(timespec="seconds")
+        write_json(out_dir / RESULT_FILE, record.to_dict())
+    return record.to_dict()

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import compare
-from .job import RESULT_FILE
+from .job_record import RESULT_FILE
 from .records import write_atomic
 
 CSV_FILE, MD_FILE = "results.csv", "results.md"

@@ -21,7 +21,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict
 
-from unet_pipeline.job import RESULT_FILE, JobRecord
+from unet_pipeline.job_record import RESULT_FILE, JobRecord
 from unet_pipeline.records import write_json
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             task_cfg = job_cfg.copy()
             with open_dict(task_cfg):
                 del task_cfg["hydra"]
-            record = JobRecord(task_cfg, overrides).data
+            record = JobRecord.start(task_cfg, overrides).to_dict()
         if record.get("status") in ("completed", "failed"):
             return  # the job finished and recorded itself; SLURM's verdict came after
         record.update(status="failed", error=reason)

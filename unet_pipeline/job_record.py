@@ -1,0 +1,231 @@
+"""result.json: one typed record per job, written when the job starts, as it goes and however it ends.
+
+Why typed: the record is what every table, resume and launcher reads. A dataclass per section says what a job
+writes and which stage fills it; `to_dict` gives result.json its stable layout (README, "Outputs").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import PipelineError
+from .keys import job_identity
+from .model import input_hw
+from .records import write_atomic
+from .stages.benchmark import machine_info
+from .stages.evaluate import Evaluation
+from .stages.quantize import read_record as read_quantization_record
+
+RESULT_FILE = "result.json"
+PER_IMAGE_FILE = "per_image.csv"
+_LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
+# Sections written only when a job has them (float jobs have no quantization, most jobs save no pictures).
+_OPTIONAL = ("quantization", "engine_settings", "saved", "traceback")
+_ORDER = ("status", "error", "identity", "process", "job", "metrics", "compiled", "cache", "notes", "data", "timings",
+          "benchmark", "machine", "versions", "config", "started_at", "finished_at", *_OPTIONAL)  # fmt: skip
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@dataclass
+class JobInfo:
+    """What was asked: the job's coordinates in a sweep (the table's first columns)."""
+
+    model: str
+    checkpoint: str | None
+    precision: str
+    batch: int
+    shape: str
+    batch_range: list[int] | None
+    input_size: list[int]
+    decode: str
+    prefetch_batches: int
+    workers: int
+    align: int
+    input_format: str
+    device: str
+    overrides: list[str]
+    tags: list[str]
+    checkpoint_sha256: str | None = None  # set when the weights are loaded
+    engine: str | None = None  # set when the engine is instantiated
+    engine_version: str | None = None
+
+    @classmethod
+    def of(cls, cfg: DictConfig, overrides: list[str]) -> JobInfo:
+        dynamic = cfg.shape.mode.value == "dynamic"
+        return cls(
+            model=cfg.model.name,
+            checkpoint=cfg.model.checkpoint,
+            precision=str(cfg.precision.mode.value),
+            batch=cfg.batch,
+            shape=str(cfg.shape.mode.value),
+            batch_range=[cfg.shape.batch_min, cfg.shape.batch_max] if dynamic else None,
+            input_size=list(input_hw(cfg.model, cfg.data)),
+            decode=str(cfg.data.decode.value),
+            prefetch_batches=cfg.data.prefetch_batches,
+            workers=cfg.data.workers,
+            align=cfg.model.align,
+            input_format=str(cfg.model.input_format.value),
+            device=cfg.device.name,
+            overrides=list(overrides),
+            tags=list(cfg.tags),
+        )
+
+
+@dataclass
+class Metrics:
+    dice: float | None = None  # mean Dice over the evaluation images (None for random weights)
+    dice_min: float | None = None
+    num_images: int = 0
+
+
+@dataclass
+class CacheUse:
+    dir: str | None  # cache.dir, or None with cache.enabled=false
+    export: dict[str, Any] | None = None  # ArtifactCache result records: key, hit, rebuilt_corrupt, path
+    engine: dict[str, Any] | None = None
+
+
+@dataclass
+class BenchmarkFigures:
+    engine: dict[str, Any] | None = None  # engine-only, synchronous (stages/benchmark.py)
+    engine_async: dict[str, Any] | None = None
+    end_to_end: dict[str, Any] | None = None  # the inference stage's pass(es) (Evaluation.figures)
+    vendor: dict[str, Any] | None = None  # benchmark_app / mm_run
+    lock_wait_seconds: float | None = None  # waiting for the device lock (not timed)
+
+
+@dataclass
+class JobRecord:
+    """result.json while the stages run; `timed` stamps each stage, `to_dict` is what is written."""
+
+    identity: str  # config hash: resume skips a completed job of the same identity
+    job: JobInfo
+    cache: CacheUse
+    config: dict[str, Any]
+    status: str = "running"  # running | completed | failed | planned
+    error: str | None = None
+    process: dict[str, Any] = field(default_factory=lambda: {"host": platform.node(), "pid": os.getpid()})
+    metrics: Metrics = field(default_factory=Metrics)
+    compiled: dict[str, Any] = field(default_factory=dict)  # what the engine reports it really built
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # which images: root, split, calibration ids, skipped
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    benchmark: BenchmarkFigures = field(default_factory=BenchmarkFigures)
+    machine: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=library_versions)
+    started_at: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
+    finished_at: str | None = None
+    quantization: dict[str, Any] | None = None  # int8: options, overflow fix, accuracy control
+    engine_settings: dict[str, Any] | None = None
+    saved: dict[str, Any] | None = None  # save.masks / save.overlays
+    traceback: str | None = None  # unexpected (non-PipelineError) failures only
+
+    @classmethod
+    def start(cls, cfg: DictConfig, overrides: list[str]) -> JobRecord:
+        return cls(
+            identity=job_identity(cfg),
+            job=JobInfo.of(cfg, overrides),
+            cache=CacheUse(str(cfg.cache.dir) if cfg.cache.enabled else None),
+            config=OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
+            machine=machine_info(cfg.device.kind),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = asdict(self)
+        record = {key: fields[key] for key in _ORDER if key not in _OPTIONAL or fields[key] is not None}
+        if record["benchmark"]["lock_wait_seconds"] is None:
+            del record["benchmark"]["lock_wait_seconds"]
+        return record
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = round(time.perf_counter() - start, 3)
+
+    def add_quantization(self, artifact: Path) -> None:
+        """What the int8 build did (options, layers kept in float, accuracy control), from beside the artifact,
+        with this host's overflow-fix choice kept (it was recorded before the build)."""
+        built = read_quantization_record(artifact)
+        if built is None:
+            return
+        self.quantization = {**built, **(self.quantization or {})}
+        control = built.get("accuracy_control")
+        if control:
+            kept = control["kept_float"]
+            self.notes.append(
+                f"max_dice_drop={control['max_dice_drop']} ({control['drop_metric']}): "
+                f"validation drop {control['final_drop']:.5f}"
+                + (
+                    f", kept in float: {len(kept)} layer(s) at positions {control['kept_float_positions']}"
+                    if kept
+                    else ", no layer needed float"
+                )
+            )
+
+    def add_skipped(self, stage: str, skipped: list[dict[str, str]]) -> None:
+        """data.on_bad_sample=skip: the row says how many were left out, result.json says which and why."""
+        if not skipped:
+            return
+        self.data[f"skipped_{stage}"] = skipped
+        self.notes.append(
+            f"{len(skipped)} bad {stage} image(s) skipped (data.on_bad_sample=skip), e.g. {skipped[0]['error']}"
+        )
+
+    def add_evaluation(self, ev: Evaluation, scored: bool) -> None:
+        """Dice (not for random weights: no measurement) and the inference pass's end-to-end figures."""
+        self.metrics = Metrics(
+            dice=round(ev.mean_dice, 6) if scored else None,
+            dice_min=round(min(ev.dice), 6) if scored else None,
+            num_images=len(ev.dice),
+        )
+        self.benchmark.end_to_end = ev.figures()
+
+
+def write_per_image(out_dir: Path, ev: Evaluation, images: dict[str, Path]) -> None:
+    """per_image.csv: every evaluation image's Dice, for the sweep's image-by-image comparison."""
+    table = pd.DataFrame({"image_id": ev.ids, "dice": ev.dice, "image": [str(images[i]) for i in ev.ids]})
+    write_atomic(out_dir / PER_IMAGE_FILE, table.to_csv(index=False, float_format="%.6f"))
+
+
+def one_line(exc: BaseException) -> str:
+    """A PipelineError's message, or the exception type and first line of anything unexpected."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''} (unexpected; HYDRA_FULL_ERROR=1 shows the traceback)"
+
+
+def completed_before(out_dir: Path, identity: str) -> dict[str, Any] | None:
+    """The job dir's record if it says completed for the same config identity (resume skips the job)."""
+    try:
+        previous = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(previous, dict) and previous.get("status") == "completed" and previous.get("identity") == identity:
+        return previous
+    return None
