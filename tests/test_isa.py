@@ -218,3 +218,29 @@ def test_the_cpu_class_is_part_of_a_quantized_artifacts_key(tiny_job_cfg, tmp_pa
         return engine_parts("export", OpenVINOEngine(), spec, cfg.calibration, calib, None, kind)
 
     assert key("avx2") != key("vnni") and key("avx2") == key("avx2")
+
+
+def test_int8_off_the_host_cpu_is_never_blamed_on_its_saturation():
+    """MagicMind on an MLU or ONNX Runtime on CUDA, launched from an AVX2 host: the host's flags do not apply."""
+    from unet_pipeline.results import _calibration
+
+    off_cpu = {
+        "quantization.overflow_fix.chosen": "disable",
+        "quantization.overflow_fix.runs_on": "mlu",
+        "quantization.overflow_fix.cpu.saturates": True,
+        "quantization.overflow_fix.cpu.int8_kind": "avx2",
+    }
+    assert "saturation" not in precision_warning(_row(**off_cpu))
+    on_cpu = {**off_cpu, "quantization.overflow_fix.runs_on": "cpu"}
+    assert "overflow_fix=disable" in precision_warning(_row(**on_cpu))
+    column = {"quantization.options.method": "default", "data.calibration_images": 50, **off_cpu}
+    assert _calibration(pd.Series(column)).endswith("8-bit weights (mlu)")
+    assert _calibration(pd.Series({**column, **on_cpu})).endswith("8-bit weights (avx2)")
+
+
+def test_a_job_failing_on_its_calibration_images_keeps_its_data_record(tiny_job_cfg, tmp_path):
+    cfg = tiny_job_cfg("precision=qint8_mixed_float32", "calibration.num_samples=500")
+    record = run_job(cfg, tmp_path / "job")
+    assert record["status"] == "failed" and "calibration.num_samples=500" in record["error"]
+    assert record["data"]["root"] == cfg.data.root and record["data"]["eval_cars"] >= 1
+    assert record["quantization"]["overflow_fix"]["requested"] == "auto"  # chosen before any image was read

@@ -100,7 +100,8 @@ def compare_engines(
                 build = (spec.precision.quant_bits, "float32" if fallback else spec.precision.float_type)
                 if build in by_build:
                     same = by_build[build]
-                    rows.append({**same, "precision": mode, "reason": f"{fallback} (the {same['precision']} build)"})
+                    reason = f"{fallback or 'the same computation'} (the {same['precision']} build)"
+                    rows.append({**same, "precision": mode, "reason": reason})
                     continue
                 if graph is None:
                     graph = export_graph(net, engine.capabilities.export_format, spec, Path(tmp) / "export")

@@ -62,8 +62,7 @@ def _engine(cfg: DictConfig) -> Engine:
 
 def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, record: JobRecord) -> None:
     """dry_run=true: everything the job would build from, reviewed before spending device time."""
-    selected = select_data(cfg, spec)
-    record.data = selected.record or {}
+    selected = select_data(cfg, spec, record.data)
     eval_samples, calib_samples = selected.evaluation, selected.calibration
     plan = {
         "job": record.to_dict()["job"],
@@ -103,8 +102,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     refuse_unrunnable_precision(engine, spec, cfg.strict_precision)
 
     with record.timed("data"):
-        selected = select_data(cfg, spec)
-        record.data = selected.record or {}
+        selected = select_data(cfg, spec, record.data)
         eval_samples = selected.evaluation
 
     with record.timed("load_model"):

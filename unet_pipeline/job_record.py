@@ -33,7 +33,7 @@ RESULT_FILE = "result.json"
 PER_IMAGE_FILE = "per_image.csv"
 _LIBRARIES = ("torch", "openvino", "nncf", "numpy", "opencv-python-headless", "pillow", "hydra-core")
 # Sections written only when a job has them (float jobs have no quantization, most jobs save no pictures).
-_OPTIONAL = ("quantization", "engine_settings", "saved", "traceback")
+_OPTIONAL = ("engine_settings", "quantization", "saved", "traceback")
 _ORDER = ("status", "error", "identity", "process", "job", "metrics", "compiled", "cache", "notes", "data", "timings",
           "benchmark", "machine", "versions", "config", "started_at", "finished_at", *_OPTIONAL)  # fmt: skip
 
@@ -54,22 +54,22 @@ class JobInfo:
 
     model: str
     checkpoint: str | None
-    precision: str
-    batch: int
-    shape: str
-    batch_range: list[int] | None
-    input_size: list[int]
-    decode: str
-    prefetch_batches: int
-    workers: int
-    align: int
-    input_format: str
-    device: str
-    overrides: list[str]
-    tags: list[str]
     checkpoint_sha256: str | None = None  # set when the weights are loaded
+    precision: str = ""
+    batch: int = 0
+    shape: str = ""
+    batch_range: list[int] | None = None
+    input_size: list[int] = field(default_factory=list)
+    decode: str = ""
+    prefetch_batches: int = 0
+    workers: int = 0
+    align: int = 0
+    input_format: str = ""
+    device: str = ""
     engine: str | None = None  # set when the engine is instantiated
     engine_version: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, cfg: DictConfig, overrides: list[str]) -> JobInfo:
@@ -137,8 +137,8 @@ class JobRecord:
     versions: dict[str, str | None] = field(default_factory=library_versions)
     started_at: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
     finished_at: str | None = None
-    quantization: dict[str, Any] | None = None  # int8: options, overflow fix, accuracy control
     engine_settings: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None  # int8: overflow fix (from the start), options, accuracy control
     saved: dict[str, Any] | None = None  # save.masks / save.overlays
     traceback: str | None = None  # unexpected (non-PipelineError) failures only
 

@@ -81,7 +81,9 @@ def engine_parts(
             "validation": [[file_sha256(s.image), file_sha256(s.mask)] for s in validation_samples or []],
             "overflow_fix": spec.quant.overflow_fix,
             "int8_kind": int8_kind,
-            "quantizer": engine.plan(spec).get("quantization"),  # the engine's own settings, as it maps ours
+            # the engine's own quantizer settings as it maps ours (OpenVINO, ONNX Runtime; MagicMind's plan has
+            # none under this name: its calibration settings above decide it)
+            "quantizer": engine.plan(spec).get("quantization"),
         }
     return {
         "stage": "engine",

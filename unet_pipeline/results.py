@@ -107,13 +107,27 @@ def _calibration(row: pd.Series) -> str | None:
         parts.append(f"drop≤{drop:g}: {len(kept) if isinstance(kept, list) else '?'} kept float")
     overflow = row.get("quantization.overflow_fix.chosen")
     if isinstance(overflow, str):
-        kind = row.get("quantization.overflow_fix.cpu.int8_kind")
-        parts.append(f"{_WEIGHT_BITS.get(overflow, overflow)} ({kind})")
+        parts.append(f"{_WEIGHT_BITS.get(overflow, overflow)} ({_int8_target(row)})")
     return " · ".join(parts)
 
 
 _WEIGHT_BITS = {"enable": "7-bit weights", "first_layer": "7-bit first layer", "disable": "8-bit weights"}
 DROP_WARNING = 0.01  # a lower precision this far below its engine's fp32 Dice gets a warning naming the likely cause
+
+
+def _int8_target(row: pd.Series) -> str:
+    """The host CPU's int8 class where int8 runs on it, else the device it runs on (cuda, mlu)."""
+    runs_on = row.get("quantization.overflow_fix.runs_on")
+    if isinstance(runs_on, str) and runs_on != "cpu":
+        return runs_on
+    return str(row.get("quantization.overflow_fix.cpu.int8_kind"))
+
+
+def _saturates_here(row: pd.Series) -> bool:
+    """int8 ran on this host's CPU, whose u8 x s8 sums saturate (an older record without runs_on: on the CPU)."""
+    runs_on = row.get("quantization.overflow_fix.runs_on")
+    on_cpu = not isinstance(runs_on, str) or runs_on == "cpu"
+    return on_cpu and row.get("quantization.overflow_fix.cpu.saturates") is True
 
 
 def precision_warning(row: pd.Series) -> str | None:
@@ -125,11 +139,11 @@ def precision_warning(row: pd.Series) -> str | None:
     head = f"warning: Dice {delta:+.4f} vs fp32"
     if precision.startswith("qint"):
         overflow = row.get("quantization.overflow_fix.chosen")
-        if row.get("quantization.overflow_fix.cpu.saturates") is True and overflow != "enable":
+        if _saturates_here(row) and overflow != "enable":
             kind = row.get("quantization.overflow_fix.cpu.int8_kind")
             return (
-                f"{head}: likely u8 x s8 saturation (this CPU is {kind} without VNNI, weights 8-bit); "
-                "set calibration.overflow_fix=enable (or auto)"
+                f"{head}: likely u8 x s8 saturation (this CPU is {kind} without VNNI; overflow_fix={overflow} "
+                "leaves 8-bit weights); set calibration.overflow_fix=enable (or auto)"
             )
         return (
             f"{head}: likely calibration (too few or unrepresentative images, outlier ranges); try more "

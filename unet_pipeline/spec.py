@@ -75,5 +75,6 @@ def for_cpu(engine: Engine, spec: BuildSpec, isa: Int8Isa) -> tuple[BuildSpec, d
         "requested": requested,
         "chosen": choice.setting,
         "why": choice.why,
+        "runs_on": spec.device,  # cpu: the host's int8 instructions below decide; cuda / mlu: they do not apply
         "cpu": {"int8_kind": isa.kind, "saturates": isa.saturates, "flags": list(isa.flags)},
     }

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ class OpenVINOEngine(Engine):
             quant = spec.quant
             plan["quantization"] = {
                 "tool": "nncf.quantize" if quant.max_dice_drop is None else "nncf.quantize_with_accuracy_control",
+                "nncf_version": metadata.version("nncf"),  # the quantizer's version: part of the artifact key
                 "calibration_batch_shape": [1, *spec.input_shape(1)[1:]],
                 "activation_range_estimator": _estimator_name(quant),
                 "weights_per_channel": quant.weights == "per_channel",

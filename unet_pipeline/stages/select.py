@@ -22,16 +22,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Selection:
-    """The images of one job, and what result.json -> data says about them."""
+    """The images of one job."""
 
     evaluation: list[Sample]
     calibration: list[Sample] | None = None
     validation: list[Sample] | None = None
-    record: dict[str, Any] | None = None
 
 
-def select_data(cfg: DictConfig, spec: BuildSpec) -> Selection:
-    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed."""
+def select_data(cfg: DictConfig, spec: BuildSpec, record: dict[str, Any]) -> Selection:
+    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed.
+
+    `record` (result.json -> data) is filled as the choice goes, so a job that fails choosing calibration
+    images still says which evaluation data it had."""
     generated = ensure_configured(cfg.data)
     samples = list_samples(cfg.data.root, cfg.data)
     eval_samples = select_eval(samples, cfg.data)
@@ -40,14 +42,14 @@ def select_data(cfg: DictConfig, spec: BuildSpec) -> Selection:
             f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
             "lower batch or raise data.num_images"
         )
-    record: dict[str, Any] = {
-        "root": cfg.data.root,
-        "split": str(cfg.data.split.value),
-        "generated": generated,
-        "eval_cars": len({s.car for s in eval_samples}),
-    }
+    record.update(
+        root=cfg.data.root,
+        split=str(cfg.data.split.value),
+        generated=generated,
+        eval_cars=len({s.car for s in eval_samples}),
+    )
     if not spec.precision.needs_calibration:
-        return Selection(eval_samples, record=record)
+        return Selection(eval_samples)
     calibration = cfg.calibration
     pool = (
         samples
@@ -72,4 +74,4 @@ def select_data(cfg: DictConfig, spec: BuildSpec) -> Selection:
             pool, eval_samples, calib_samples, calibration.validation_samples, calibration.seed
         )
         record["validation_ids"] = [v.id for v in validation]
-    return Selection(eval_samples, calib_samples, validation, record)
+    return Selection(eval_samples, calib_samples, validation)
