@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,9 @@ from .conftest import REPO
 
 
 def test_non_editable_install_composes_from_elsewhere(tmp_path):
+    # from a copy without build outputs: setuptools would otherwise reuse a stale build/ and hide missing files
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "build", "outputs", "*.egg-info", ".*cache"))
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -22,13 +26,14 @@ def test_non_editable_install_composes_from_elsewhere(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,
         cwd=tmp_path,
     )
-    assert (target / "unet_pipeline" / "conf" / "precision" / "qint8_mixed_float16.yaml").is_file()
+    shipped = {p.relative_to(target / "unet_pipeline" / "conf") for p in (target / "unet_pipeline" / "conf").rglob("*")}
+    assert {p.relative_to(REPO / "conf") for p in (REPO / "conf").rglob("*.yaml")} <= shipped  # every config file
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     probe = subprocess.run(
         [sys.executable, "-c", "import unet_pipeline.conf as c; print(c.__file__)"],
