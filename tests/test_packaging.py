@@ -53,3 +53,26 @@ def test_non_editable_install_composes_from_elsewhere(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mode: qint8_mixed_float16" in proc.stdout
+
+
+# `python -m unet_pipeline ARGS` in the current directory, without an editable install's import hook (which would
+# map unet_pipeline.conf to conf/ and hide what a user of a plain `pip install .` meets)
+_AS_A_PLAIN_INSTALL = (
+    "import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(f)]; "
+    "sys.argv[0] = 'unet_pipeline'; runpy.run_module('unet_pipeline', run_name='__main__', alter_sys=True)"
+)
+
+
+def test_python_m_from_the_source_trees_root_finds_the_configs(tmp_path):
+    """README command 1 in a clone's root: `python -m` puts the current directory first, so the source tree's
+    `unet_pipeline/` is imported instead of the installed one, and it must carry its configs too (a link to conf/)."""
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO, clone, symlinks=True, ignore=shutil.ignore_patterns(".git", "build", "outputs", "*.egg-info"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _AS_A_PLAIN_INSTALL, "precision=qint8_mixed_float16", "--cfg", "job"],
+        capture_output=True,
+        text=True,
+        cwd=clone,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mode: qint8_mixed_float16" in proc.stdout
