@@ -19,7 +19,7 @@ def agreement_rows(tmp_path_factory):
     if (CARVANA / "imgs").is_dir():
         overrides = ["model=unet_carvana_small", f"data.root={CARVANA}"]
     else:
-        overrides = ["model=unet_demo", f"data.root={tmp_path_factory.mktemp('demo')}"]
+        overrides = ["model=unet_demo", f"data.synthetic.root={tmp_path_factory.mktemp('demo')}"]
     with initialize_config_module(version_base="1.3", config_module="unet_pipeline.conf"):
         cfg = compose("pipeline", overrides=overrides)
     ensure_configured(cfg.data)

@@ -146,14 +146,39 @@ def test_demo_generation_never_touches_a_users_dataset(tiny_dataset):
 def test_demo_generation_is_deterministic_and_cached(tmp_path):
     from unet_pipeline.synthetic import ensure_configured
 
+    demo = str(tmp_path / "demo")
     cfg = OmegaConf.create(
-        dict(root=str(tmp_path / "demo"), synthetic=dict(cars=2, views=2, seed=3), frame_width=96, frame_height=64)
+        dict(root=demo, synthetic=dict(root=demo, cars=2, views=2, seed=3), frame_width=96, frame_height=64)
     )
     assert ensure_configured(cfg) is True
     first = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "masks").iterdir()}
     stamp = (tmp_path / "demo" / "imgs").stat().st_mtime_ns
     ensure_configured(cfg)
     assert (tmp_path / "demo" / "imgs").stat().st_mtime_ns == stamp  # reused, not regenerated
-    ensure_configured(OmegaConf.merge(cfg, {"root": str(tmp_path / "again")}))
+    again = str(tmp_path / "again")
+    ensure_configured(OmegaConf.merge(cfg, {"root": again, "synthetic": {"root": again}}))
     assert {p.name: p.read_bytes() for p in (tmp_path / "again" / "masks").iterdir()} == first
     assert len(first) == 4 and all(len(list_samples(str(tmp_path / d), data_cfg())) == 4 for d in ("demo", "again"))
+
+
+@pytest.mark.parametrize(("kind", "what"), [("missing", "does not exist"), ("empty", "is empty"), ("other", "layout")])
+def test_demo_data_is_never_generated_into_a_users_data_root(tmp_path, kind, what):
+    """data.root pointing elsewhere than the demo's own directory: one line naming the fix, nothing written."""
+    from unet_pipeline.errors import PipelineError
+    from unet_pipeline.synthetic import ensure_configured
+
+    root = tmp_path / "users"
+    if kind != "missing":
+        root.mkdir()
+    if kind == "other":
+        (root / "notes.txt").write_text("not images")
+    before = sorted(p.name for p in root.iterdir()) if root.exists() else None
+    cfg = OmegaConf.create(
+        dict(root=str(root), synthetic=dict(root=str(tmp_path / "demo"), cars=2, views=1, seed=0), frame_width=96,
+             frame_height=64)
+    )  # fmt: skip
+    with pytest.raises(PipelineError, match=what) as info:
+        ensure_configured(cfg)
+    assert "model=unet_carvana_small" in str(info.value) and "\n" not in str(info.value)
+    assert (sorted(p.name for p in root.iterdir()) if root.exists() else None) == before
+    assert not (tmp_path / "demo").exists()

@@ -142,8 +142,9 @@ class DeviceConfig:
 
 @dataclass
 class SyntheticConfig:
-    """Generate the dataset at data.root on first use (unet_pipeline/synthetic.py)."""
+    """Generate the dataset on first use (unet_pipeline/synthetic.py), only into `root`."""
 
+    root: str | None = None  # the directory the pipeline owns for it: nothing is generated anywhere else
     cars: int = 24
     views: int = 4
     seed: int = 0

@@ -22,6 +22,8 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from .errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 FRAME = (1918, 1280)  # Carvana width, height
@@ -217,19 +219,36 @@ def ensure_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = F
 
 
 def ensure_configured(data_cfg) -> bool:
-    """Generate the dataset at data.root when the data config asks for a synthetic one (data=demo).
+    """Generate the dataset when the data config asks for a synthetic one (data=demo), into its own directory.
 
-    Returns whether data.root holds generated data. A data.root that already holds a dataset this module
-    did not generate (e.g. `data.root=<carvana dir>` with the default data group) is used as it is and
-    never touched.
+    Returns whether data.root holds generated data. Data is generated only into `data.synthetic.root`, the
+    directory the pipeline owns for it (data.root follows it by default). A data.root that holds a Carvana-layout
+    dataset of its own (e.g. `data.root=<carvana dir>` with the default data group) is used as it is; one that
+    is missing, empty or not in Carvana layout is refused in one line: nothing is ever written into it.
     """
     spec = data_cfg.get("synthetic")
     if not spec or not data_cfg.root:
         return False
     root = Path(data_cfg.root)
+    owned = spec.get("root")
+    ours = owned is not None and root.resolve() == Path(owned).resolve()
+    if is_generated(root) and not ours:
+        return True  # generated before into a directory named then: used as it is, never regenerated
     if root.exists() and any(root.iterdir()) and not is_generated(root):
+        if not ours and not (root / data_cfg.get("images_dir", "imgs")).is_dir():
+            raise PipelineError(_not_carvana(root, "is not in Carvana layout (no imgs/ and masks/)", owned))
         log.info("data.root=%s holds a dataset of its own: evaluating it as it is (nothing generated)", root)
         return False
+    if not ours:
+        raise PipelineError(_not_carvana(root, "is empty" if root.exists() else "does not exist", owned))
     frame = (data_cfg.frame_width, data_cfg.frame_height)
     ensure_dataset(root, spec.cars, spec.views, frame, spec.seed)
     return True
+
+
+def _not_carvana(root: Path, what: str, owned: str | None) -> str:
+    return (
+        f"data.root={root} {what}: data.root is for real Carvana data (imgs/<car>_<NN>.jpg, masks/...): pick "
+        "model=unet_carvana_small (or model=unet_carvana) with it; the demo model generates its own images into "
+        f"data.synthetic.root={owned} (set that to generate them elsewhere)"
+    )
