@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -303,14 +304,59 @@ def test_device_lock_serialises_timing(tmp_path):
 
 
 def test_vendor_benchmark_app_on_the_same_model(tiny_job_cfg, tmp_path):
-    import shutil
+    from unet_pipeline.stages.benchmark import find_tool
 
-    if shutil.which("benchmark_app") is None:
-        pytest.skip("OpenVINO's benchmark_app is not on PATH")
+    if find_tool("benchmark_app") is None:
+        pytest.skip("OpenVINO's benchmark_app is neither on PATH nor beside the interpreter")
     record = run_job(tiny_job_cfg("benchmark.vendor_tool=true", "benchmark.vendor_seconds=1"), tmp_path / "job")
     vendor = record["benchmark"]["vendor"]
     assert vendor["returncode"] == 0, vendor
-    assert vendor["command"][0] == "benchmark_app" and vendor["throughput_ips"] > 0 and vendor["latency_ms_p50"] > 0
+    assert Path(vendor["command"][0]).name == "benchmark_app"
+    assert vendor["throughput_ips"] > 0 and vendor["latency_ms_p50"] > 0
+
+
+def test_vendor_tool_is_found_beside_the_interpreter_and_its_absence_said(monkeypatch, tmp_path):
+    """`venv/bin/python -m unet_pipeline` with the venv not activated: benchmark_app sits beside the interpreter."""
+    from unet_pipeline.stages import benchmark
+
+    bindir = tmp_path / "venv" / "bin"
+    bindir.mkdir(parents=True)
+    tool = bindir / "benchmark_app"
+    tool.write_text("#!/bin/sh\necho 'Throughput: 5.5 FPS'\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(benchmark.sys, "executable", str(bindir / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert benchmark.find_tool("benchmark_app") == str(tool)
+    found = benchmark.run_vendor_tool(["benchmark_app", "-m", "x"], lambda out: {"out": out.strip()}, timeout=30)
+    assert found["returncode"] == 0 and found["out"] == "Throughput: 5.5 FPS" and found["command"][0] == str(tool)
+    missing = benchmark.run_vendor_tool(["mm_run", "--magicmind_model", "x"], lambda out: {}, timeout=30)
+    assert missing["error"] == f"mm_run not found on PATH or beside {bindir / 'python'}"
+
+
+def test_an_engine_without_a_vendor_tool_says_so(tiny_job_cfg, tmp_path):
+    record = run_job(tiny_job_cfg("engine=onnxruntime", "benchmark.vendor_tool=true"), tmp_path / "job")
+    assert record["status"] == "completed" and record["benchmark"]["vendor"] is None
+    assert "benchmark.vendor_tool: engine=onnxruntime has no vendor benchmark tool" in record["notes"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.scale=0", "model.scale=0.0 must be in (0, 1]"),
+        ("model.scale=-0.5", "model.scale=-0.5 must be in (0, 1]"),
+        ("model.scale=1.5", "model.scale=1.5 must be in (0, 1]"),
+        ("model.base_width=0", "model.base_width=0 must be a positive integer"),
+        ("data.val_fraction=0", "data.val_fraction=0.0 must be in (0, 1]"),
+        ("data.num_images=0", "data.num_images=0 must be a positive integer, or null"),
+        ("benchmark.iterations=0", "benchmark.iterations=0 must be a positive integer"),
+        ("benchmark.min_seconds=-1", "benchmark.min_seconds=-1.0 must be 0 or more seconds"),
+        ("calibration.search_trials=0", "calibration.search_trials=0 must be a positive integer"),
+    ],
+)
+def test_numeric_values_out_of_range_are_one_line_before_any_work(tiny_job_cfg, tmp_path, override, message):
+    record = run_job(tiny_job_cfg(override), tmp_path / "job")
+    assert record["status"] == "failed" and record["error"].startswith(message) and "\n" not in record["error"]
+    assert set(record["timings"]) == {"total"} and record["job"]["engine"] is None  # nothing was started
 
 
 def test_benchmark_app_report_units():

@@ -28,7 +28,7 @@ from .job_record import RESULT_FILE, JobRecord, completed_before, one_line, writ
 from .keys import engine_parts, export_parts
 from .model import build_unet, file_sha256, for_deployment, load_unet
 from .records import write_json
-from .spec import build_spec, for_cpu
+from .spec import build_spec, check_ranges, for_cpu
 from .stages.benchmark import device_lock, interleave, median_rounds, run_vendor_tool, time_async, time_sync
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_quantizer_data
@@ -83,6 +83,7 @@ def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path,
 
 
 def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
+    check_ranges(cfg)
     engine = _engine(cfg)
     record.job.engine, record.job.engine_version = engine.name, engine.version()
     record.engine_settings = engine.settings()
@@ -245,6 +246,10 @@ def _benchmark(
     if bench.vendor_tool:
         tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
         figures.vendor = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
+        if tool is None:
+            record.notes.append(f"benchmark.vendor_tool: engine={engine.name} has no vendor benchmark tool")
+        elif figures.vendor.get("error"):
+            record.notes.append(f"benchmark.vendor_tool: {figures.vendor['error']}")
 
 
 def _load_model(model_cfg: DictConfig, record: JobRecord) -> torch.nn.Module:

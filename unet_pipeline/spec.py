@@ -5,9 +5,10 @@ Separate from job.py so that everything an engine is asked for is read from the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .engines.base import BuildSpec, Engine, Precision, QuantOptions, with_overflow_fix
 from .errors import PipelineError
@@ -78,3 +79,33 @@ def for_cpu(engine: Engine, spec: BuildSpec, isa: Int8Isa) -> tuple[BuildSpec, d
         "runs_on": spec.device,  # cpu: the host's int8 instructions below decide; cuda / mlu: they do not apply
         "cpu": {"int8_kind": isa.kind, "saturates": isa.saturates, "flags": list(isa.flags)},
     }
+
+
+# (key, test, the valid range in words): numeric settings refused in one line before any work is done
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("model.scale", lambda v: 0 < v <= 1, "in (0, 1] (a share of the 1918x1280 frame; 0.5 -> 640x959)"),
+    ("model.base_width", lambda v: v >= 1, "a positive integer"),
+    ("model.align", lambda v: v >= 0, "0 (off) or a positive multiple to pad the input to, e.g. 32"),
+    ("model.n_channels", lambda v: v >= 1, "a positive integer"),
+    ("model.n_classes", lambda v: v >= 2, "2 or more (background + car)"),
+    ("data.frame_width", lambda v: v >= 1, "a positive number of pixels"),
+    ("data.frame_height", lambda v: v >= 1, "a positive number of pixels"),
+    ("data.val_fraction", lambda v: 0 < v <= 1, "in (0, 1]: the share of cars held out for evaluation"),
+    ("data.num_images", lambda v: v is None or v >= 1, "a positive integer, or null for all"),
+    ("calibration.num_samples", lambda v: v >= 0, "0 or more"),
+    ("calibration.validation_samples", lambda v: v >= 1, "a positive integer"),
+    ("calibration.search_trials", lambda v: v >= 1, "a positive integer"),
+    ("benchmark.warmup_iterations", lambda v: v >= 0, "0 or more"),
+    ("benchmark.warmup_seconds", lambda v: v >= 0, "0 or more seconds"),
+    ("benchmark.iterations", lambda v: v >= 1, "a positive integer"),
+    ("benchmark.min_seconds", lambda v: v >= 0, "0 or more seconds"),
+    ("benchmark.vendor_seconds", lambda v: v > 0, "a positive number of seconds"),
+)
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Refuse, in one line naming the key and its valid range, a numeric setting no stage could honour."""
+    for key, valid, words in _RANGES:
+        value = OmegaConf.select(cfg, key)
+        if not valid(value):
+            raise PipelineError(f"{key}={value} must be {words}")

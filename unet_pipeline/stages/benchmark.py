@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -156,10 +157,23 @@ def time_async(session: Session, batch: np.ndarray, cfg) -> dict[str, Any] | Non
     }
 
 
-def run_vendor_tool(command: list[str] | None, parse, timeout: float) -> dict[str, Any] | None:
-    """The engine vendor's own benchmark on the same artifact (benchmark_app, mm_run), where installed."""
-    if not command or shutil.which(command[0]) is None:
-        return None
+def find_tool(name: str) -> str | None:
+    """An executable on PATH, or beside the running interpreter: a venv's tools (benchmark_app comes with the
+    openvino wheel) are there even when the venv is not activated (`venv/bin/python -m unet_pipeline`)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def run_vendor_tool(command: list[str], parse, timeout: float) -> dict[str, Any]:
+    """The engine vendor's own benchmark on the same artifact (benchmark_app, mm_run); an `error` when it is not
+    installed, fails or times out."""
+    executable = find_tool(command[0])
+    if executable is None:
+        return {"command": command, "error": f"{command[0]} not found on PATH or beside {sys.executable}"}
+    command = [executable, *command[1:]]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
