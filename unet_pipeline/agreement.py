@@ -79,6 +79,7 @@ def compare_engines(
     ref_dice = float(dice_per_image(ref_labels, masks).mean())
     rows = [_row("pytorch-eager", "force_float32", dice=ref_dice, dice_delta=0.0, reason="reference")]
     hw = images.shape[2:]
+    host = isa.host()
     for name in engines or engine_names():
         engine = instantiate_engine(name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +92,7 @@ def compare_engines(
                 except PipelineError as exc:
                     rows.append(_row(name, mode, status="unsupported", reason=str(exc)))
                     continue
-                spec, overflow = with_overflow_fix(engine, spec, isa.host())  # int8 as a job on this CPU builds it
+                spec, overflow = with_overflow_fix(engine, spec, host)  # int8 as a job on this CPU builds it
                 fallback = engine.precision_fallback(spec)
                 if fallback and spec.precision.quant_bits is None:
                     rows.append(_row(name, mode, status="skipped", reason=fallback))

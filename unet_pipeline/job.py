@@ -94,8 +94,6 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     if overflow is not None:
         record.quantization = {"overflow_fix": overflow}
     check_feed_settings(cfg.data.workers, cfg.data.prefetch_batches)
-    if cfg.benchmark.repeats < 1:
-        raise PipelineError(f"benchmark.repeats={cfg.benchmark.repeats} must be 1 or more")
     if cfg.dry_run:
         _write_plan(cfg, engine, spec, out_dir, record)
         return

@@ -100,6 +100,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("benchmark.iterations", lambda v: v >= 1, "a positive integer"),
     ("benchmark.min_seconds", lambda v: v >= 0, "0 or more seconds"),
     ("benchmark.vendor_seconds", lambda v: v > 0, "a positive number of seconds"),
+    ("benchmark.repeats", lambda v: v >= 1, "1 or more"),
 )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
+from .. import isa
 from ..engines.base import Session
 
 T = TypeVar("T")
@@ -38,14 +39,11 @@ def machine_info(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu_model": None,
-        "cpu_flags": [],
+        "cpu_flags": sorted(f for f in isa.cpu_flags() if _FLAGS.match(f)),
     }
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+        model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
         info["cpu_model"] = model.group(1).strip() if model else platform.processor()
-        info["cpu_flags"] = sorted(f for f in (flags.group(1).split() if flags else []) if _FLAGS.match(f))
     except OSError:
         info["cpu_model"] = platform.processor()
     if device == "cuda":
