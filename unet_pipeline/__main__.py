@@ -16,6 +16,8 @@ from hydra_plugins.unet_pipeline_slurm import ensure_registered
 from . import preflight, results
 from .config import register_configs
 from .job import run_job
+from .job_record import RESULT_FILE
+from .summary import print_report
 
 register_configs()
 ensure_registered()
@@ -31,10 +33,7 @@ def main(cfg: DictConfig) -> None:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return  # the sweep's table and exit status come from ResultsTableCallback
     frame = results.write_tables(out_dir)
-    print(results.markdown(frame))
-    for line in results.warnings(frame):
-        print(line, file=sys.stderr)
-    print(f"\nresult: {out_dir / 'result.json'}")
+    print_report(frame, out_dir, record=out_dir / RESULT_FILE)
     if record["status"] not in results.OK_STATUSES:
         print(f"error: {record['error']}", file=sys.stderr)
         sys.exit(1)

@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from . import results
+from .summary import print_report
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,7 @@ class ResultsTableCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = results.write_tables(sweep_dir)
-        print(results.markdown(frame))
-        for line in results.warnings(frame):
-            print(line, file=sys.stderr)
-        print(f"\nwrote {sweep_dir / results.MD_FILE} and {sweep_dir / results.CSV_FILE}")
+        print_report(frame, sweep_dir)
         if not results.all_completed(frame):
             failed = int((~frame["status"].isin(results.OK_STATUSES)).sum())
             print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)

@@ -214,8 +214,10 @@ class BenchmarkConfig:
     enabled: bool = True
     warmup_iterations: int = 3
     warmup_seconds: float = 1.0
-    iterations: int = 20
+    warmup_max_seconds: float = 5.0
+    iterations: int = 10
     min_seconds: float = 3.0
+    max_seconds: float = 30.0
     repeats: int = 1
     async_requests: int = 2
     vendor_tool: bool = False
@@ -306,18 +308,26 @@ def fed_format(mode: object, engine_target: object) -> str:
     return str(if_quantized(mode, "uint8_nhwc", "float_nchw"))
 
 
+def _groups_help(config_name: str) -> str:
+    from .help import groups_help  # only --help needs it
+
+    return groups_help(config_name)
+
+
 def register_configs() -> None:
     """Register the schemas and the `${bundled:<file>}` / `${engine_module:...}` / `${if_quantized:...}` /
-    `${fed_format:...}` resolvers; conf/*.yaml use them."""
+    `${fed_format:...}` / `${groups_help:<config>}` resolvers; conf/*.yaml use them."""
     OmegaConf.register_new_resolver("bundled", bundled_checkpoint, replace=True)
     OmegaConf.register_new_resolver("if_quantized", if_quantized, replace=True)
     OmegaConf.register_new_resolver("fed_format", fed_format, replace=True)
     OmegaConf.register_new_resolver("engine_module", engine_module, replace=True)
+    OmegaConf.register_new_resolver("groups_help", _groups_help, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="pipeline_schema", node=PipelineConfig)
-    # Engines differ in their settings, so each engine option names its own schema.
-    cs.store(group="schema/engine", name="openvino", node=OpenVINOEngineConfig)
-    cs.store(group="schema/engine", name="onnxruntime", node=OnnxRuntimeEngineConfig)
-    cs.store(group="schema/engine", name="torch", node=TorchEngineConfig)
-    cs.store(group="schema/engine", name="magicmind", node=MagicMindEngineConfig)
+    # Engines differ in their settings, so each engine option names its own schema (stored outside any group,
+    # so that --help lists only the groups a user picks).
+    cs.store(name="engine_openvino_schema", node=OpenVINOEngineConfig)
+    cs.store(name="engine_onnxruntime_schema", node=OnnxRuntimeEngineConfig)
+    cs.store(name="engine_torch_schema", node=TorchEngineConfig)
+    cs.store(name="engine_magicmind_schema", node=MagicMindEngineConfig)

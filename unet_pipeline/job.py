@@ -29,7 +29,15 @@ from .keys import engine_parts, export_parts
 from .model import build_unet, file_sha256, for_deployment, load_unet
 from .records import write_json
 from .spec import build_spec, check_ranges, for_cpu
-from .stages.benchmark import device_lock, interleave, median_rounds, run_vendor_tool, time_async, time_sync
+from .stages.benchmark import (
+    benchmark_notes,
+    device_lock,
+    interleave,
+    median_rounds,
+    run_vendor_tool,
+    time_async,
+    time_sync,
+)
 from .stages.build import refuse_unrunnable_precision, verify_compiled
 from .stages.calibrate import load_quantizer_data
 from .stages.evaluate import Evaluation, evaluate, pad_batch
@@ -240,7 +248,8 @@ def _benchmark(
     if any(p.dice != first.dice for p in passes):
         worst = max(float(np.max(np.abs(np.subtract(p.dice, first.dice)))) for p in passes)
         record.notes.append(f"Dice differed between timing passes (largest per-image difference {worst:.2g})")
-    figures.engine_async = time_async(session, batch, bench)
+    figures.engine_async = time_async(session, batch, bench, figures.engine["latency_ms"]["p50"], cfg.progress)
+    record.notes += benchmark_notes(rounds, figures.engine_async, bench)
     if bench.vendor_tool:
         tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
         figures.vendor = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None

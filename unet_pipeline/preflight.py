@@ -62,6 +62,27 @@ def _unwritable(path: str) -> str | None:
         return f"{probe}: {exc.strerror or type(exc).__name__}"
 
 
+def _input_problem(cfg, config_name: str) -> str | None:
+    """A numeric setting out of range, or a data.root that is missing, empty or not Carvana: what every job of
+    this command line would fail on, said once before any dir is made (the job checks again, for other launchers)."""
+    from .data import require_root
+    from .errors import PipelineError
+    from .spec import check_ranges
+    from .synthetic import plan_data
+
+    try:
+        if config_name == "pipeline":
+            check_ranges(cfg)
+        if plan_data(cfg.data) == "real":
+            require_root(cfg.data.root)
+        calibrated = config_name == "pipeline" and str(cfg.precision.mode.value).startswith("qint")
+        if calibrated and cfg.calibration.num_samples and cfg.calibration.root != cfg.data.root:
+            require_root(cfg.calibration.root, "calibration.root")
+    except PipelineError as exc:
+        return str(exc)
+    return None
+
+
 def exit_on_error(config_name: str) -> None:
     """Entry points call this before their @hydra.main function: one line and exit 1 on a bad command line."""
     import sys
@@ -90,6 +111,9 @@ def check(argv: list[str], config_name: str) -> str | None:
                     cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
                 except (HydraException, OmegaConfBaseException) as exc:
                     return _one_line(exc)
+                problem = _input_problem(cfg, config_name)
+                if problem:
+                    return problem
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
                 out = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
                 blocked = _unwritable(str(out)) if out else None

@@ -322,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     if frame.empty:
         print(f"error: no jobs (result.json) under {args.sweep_dir}", file=sys.stderr)
         return 1
-    print(markdown(frame))
-    print(f"\nwrote {args.sweep_dir / CSV_FILE} and {args.sweep_dir / MD_FILE}")
+    from .summary import print_report  # summary builds on this module
+
+    print_report(frame, args.sweep_dir)
     return 0 if all_completed(frame) else 1
 
 

@@ -99,6 +99,8 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("benchmark.warmup_seconds", lambda v: v >= 0, "0 or more seconds"),
     ("benchmark.iterations", lambda v: v >= 1, "a positive integer"),
     ("benchmark.min_seconds", lambda v: v >= 0, "0 or more seconds"),
+    ("benchmark.warmup_max_seconds", lambda v: v >= 0, "0 or more seconds"),
+    ("benchmark.max_seconds", lambda v: v > 0, "a positive number of seconds (the cap on each measurement)"),
     ("benchmark.vendor_seconds", lambda v: v > 0, "a positive number of seconds"),
     ("benchmark.repeats", lambda v: v >= 1, "1 or more"),
 )

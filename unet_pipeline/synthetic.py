@@ -218,31 +218,47 @@ def ensure_dataset(root: Path, cars: int, views: int, frame: tuple[int, int] = F
     return root
 
 
-def ensure_configured(data_cfg) -> bool:
-    """Generate the dataset when the data config asks for a synthetic one (data=demo), into its own directory.
+def plan_data(data_cfg) -> str:
+    """What the data config asks for, read-only: `real` (a dataset of its own at data.root), `generated` (generated
+    before, used as it is) or `generate` (into data.synthetic.root, which the pipeline owns).
 
-    Returns whether data.root holds generated data. Data is generated only into `data.synthetic.root`, the
-    directory the pipeline owns for it (data.root follows it by default). A data.root that holds a Carvana-layout
-    dataset of its own (e.g. `data.root=<carvana dir>` with the default data group) is used as it is; one that
-    is missing, empty or not in Carvana layout is refused in one line: nothing is ever written into it.
+    Data is generated only into `data.synthetic.root` (data.root follows it by default). A data.root that holds a
+    Carvana-layout dataset of its own (e.g. `data.root=<carvana dir>` with the default data group) is used as it
+    is; one that is missing, empty or not in Carvana layout is refused in one line: nothing is ever written into
+    it. The command-line check (preflight.py) calls this before any work, the job again where no check ran.
     """
     spec = data_cfg.get("synthetic")
     if not spec or not data_cfg.root:
-        return False
+        return "real"
     root = Path(data_cfg.root)
     owned = spec.get("root")
     ours = owned is not None and root.resolve() == Path(owned).resolve()
     if is_generated(root) and not ours:
-        return True  # generated before into a directory named then: used as it is, never regenerated
+        return "generated"  # generated before into a directory named then: used as it is, never regenerated
     if root.exists() and any(root.iterdir()) and not is_generated(root):
         if not ours and not (root / data_cfg.get("images_dir", "imgs")).is_dir():
             raise PipelineError(_not_carvana(root, "is not in Carvana layout (no imgs/ and masks/)", owned))
-        log.info("data.root=%s holds a dataset of its own: evaluating it as it is (nothing generated)", root)
-        return False
+        return "real"
     if not ours:
         raise PipelineError(_not_carvana(root, "is empty" if root.exists() else "does not exist", owned))
-    frame = (data_cfg.frame_width, data_cfg.frame_height)
-    ensure_dataset(root, spec.cars, spec.views, frame, spec.seed)
+    return "generate"
+
+
+def ensure_configured(data_cfg) -> bool:
+    """Generate the dataset where the data config asks for a synthetic one (plan_data); whether data.root holds
+    generated data."""
+    planned = plan_data(data_cfg)
+    if planned == "real":
+        if data_cfg.get("synthetic") and data_cfg.root:
+            log.info(
+                "data.root=%s holds a dataset of its own: evaluating it as it is (nothing generated)", data_cfg.root
+            )
+        return False
+    if planned == "generate":
+        spec = data_cfg.synthetic
+        ensure_dataset(
+            Path(data_cfg.root), spec.cars, spec.views, (data_cfg.frame_width, data_cfg.frame_height), spec.seed
+        )
     return True
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from ..budget import Budget
 from ..errors import PipelineError
 from ..isa import Int8Isa
 
@@ -217,8 +219,11 @@ class Session(ABC):
 
     supports_async: ClassVar[bool] = False
 
-    def run_async(self, batch: np.ndarray, requests: int, min_iterations: int, min_seconds: float) -> tuple[int, float]:
-        """Keep `requests` inferences in flight until both minimums are met; (iterations, seconds)."""
+    def run_async(
+        self, batch: np.ndarray, requests: int, budget: Budget, on_call: Callable[[], object] | None = None
+    ) -> tuple[int, float]:
+        """Keep `requests` inferences in flight while `budget.more(started, seconds)`, calling `on_call` after each
+        start; (iterations, seconds) once all have finished."""
         raise NotImplementedError(f"{type(self).__name__} has no asynchronous inference")
 
     @abstractmethod

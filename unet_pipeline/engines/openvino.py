@@ -11,12 +11,14 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..budget import Budget
 from ..errors import PipelineError
 from ..isa import Int8Isa
 from .base import (
@@ -379,14 +381,18 @@ class OpenVINOSession(Session):
         self._compiled = compiled
         self._request = compiled.create_infer_request()
 
-    def run_async(self, batch: np.ndarray, requests: int, min_iterations: int, min_seconds: float) -> tuple[int, float]:
+    def run_async(
+        self, batch: np.ndarray, requests: int, budget: Budget, on_call: Callable[[], object] | None = None
+    ) -> tuple[int, float]:
         import openvino as ov
 
         queue = ov.AsyncInferQueue(self._compiled, requests)
         count, start = 0, time.perf_counter()
-        while count < min_iterations or time.perf_counter() - start < min_seconds:
+        while budget.more(count, time.perf_counter() - start):
             queue.start_async({0: batch})  # blocks while all requests are busy
             count += 1
+            if on_call is not None:
+                on_call()
         queue.wait_all()
         return count, time.perf_counter() - start
 

@@ -26,6 +26,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from .. import isa
+from ..budget import Budget
 from ..engines.base import Session
 
 T = TypeVar("T")
@@ -76,33 +77,46 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def _warm_up(session: Session, batch: np.ndarray, cfg) -> dict[str, Any]:
-    start, count = time.perf_counter(), 0
-    while count < cfg.warmup_iterations or time.perf_counter() - start < cfg.warmup_seconds:
-        session.infer(batch)
-        count += 1
-    return {"iterations": count, "seconds": round(time.perf_counter() - start, 3)}
+def warmup_budget(cfg) -> Budget:
+    return Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
 
 
-def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
-    """At least `iterations` calls and at least `min_seconds`, one request at a time."""
-    warmup = _warm_up(session, batch, cfg)
+def timed_budget(cfg) -> Budget:
+    return Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
+
+
+def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progress: bool) -> list[float]:
+    """Synchronous calls under `budget`, each one's seconds; a bar naming what is timed, with an ETA."""
     latencies: list[float] = []
     start = time.perf_counter()
-    with tqdm(desc="benchmark (sync)", unit="it", disable=not progress) as bar:
-        while len(latencies) < cfg.iterations or time.perf_counter() - start < cfg.min_seconds:
+    with tqdm(desc=desc, unit="call", total=budget.calls, disable=not progress, leave=False) as bar:
+        while budget.more(len(latencies), time.perf_counter() - start):
             t0 = time.perf_counter()
             session.infer(batch)
             latencies.append(time.perf_counter() - t0)
+            bar.total = budget.expected_calls(len(latencies), time.perf_counter() - start)
             bar.update()
+    return latencies
+
+
+def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
+    """Warm-up, then calls one request at a time, each bounded by count and time (Budget)."""
+    warm, timed = warmup_budget(cfg), timed_budget(cfg)
+    start = time.perf_counter()
+    warm_calls = _calls(session, batch, warm, f"benchmark warm-up, batch {len(batch)}", progress)
+    warm_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    latencies = _calls(session, batch, timed, f"benchmark engine sync, batch {len(batch)}", progress)
     total = time.perf_counter() - start
     return {
         "mode": "sync",
         "requests": 1,
         "batch": len(batch),
-        "warmup": warmup,
+        "warmup": {"iterations": len(warm_calls), "seconds": round(warm_seconds, 3)},
         "iterations": len(latencies),
         "seconds": round(total, 3),
+        "budget": timed.describe(),
+        "capped": timed.capped(len(latencies), total),
         "latency_ms": latency_stats(latencies),
         "throughput_ips": len(batch) * len(latencies) / total,
     }
@@ -139,20 +153,64 @@ def median_rounds(rounds: list[dict[str, Any]], passes: list[dict[str, Any]]) ->
     return engine, e2e
 
 
-def time_async(session: Session, batch: np.ndarray, cfg) -> dict[str, Any] | None:
-    """Throughput with `async_requests` requests in flight, where the session supports it."""
-    if cfg.async_requests <= 1 or not session.supports_async:
+def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progress: bool) -> dict[str, Any] | None:
+    """Throughput with `async_requests` requests in flight, where the session supports it, under the same Budget.
+
+    Skipped, and saying why, when warming every request and one more round (2 x requests calls of `call_ms`, the
+    sync p50) would not fit in `max_seconds`: on a CPU the requests share the cores, so that is the least it takes.
+    """
+    requests = cfg.async_requests
+    if requests <= 1 or not session.supports_async:
         return None
-    session.run_async(batch, cfg.async_requests, cfg.warmup_iterations, 0.0)  # warm every request
-    iterations, seconds = session.run_async(batch, cfg.async_requests, cfg.iterations, cfg.min_seconds)
+    least = 2 * requests * call_ms / 1e3
+    if least > cfg.max_seconds:
+        return {
+            "mode": "async",
+            "requests": requests,
+            "skipped": f"async not timed: {requests} requests x 2 rounds of {call_ms / 1e3:.3g} s calls "
+            f"exceed benchmark.max_seconds={cfg.max_seconds:g}",
+        }
+    warm = Budget(max(requests, cfg.warmup_iterations), 0.0, max(cfg.warmup_max_seconds, least / 2))
+    session.run_async(batch, requests, warm)  # every request warmed once at least
+    timed = timed_budget(cfg)
+    with tqdm(desc=f"benchmark engine async x{requests}", unit="call", disable=not progress, leave=False) as bar:
+        start = time.perf_counter()
+
+        def started() -> None:
+            bar.total = timed.expected_calls(bar.n + 1, time.perf_counter() - start)  # for the ETA
+            bar.update()
+
+        iterations, seconds = session.run_async(batch, requests, timed, on_call=started)
     return {
         "mode": "async",
-        "requests": cfg.async_requests,
+        "requests": requests,
         "batch": len(batch),
         "iterations": iterations,
         "seconds": round(seconds, 3),
+        "budget": timed.describe(),
+        "capped": timed.capped(iterations, seconds),
         "throughput_ips": len(batch) * iterations / seconds,
     }
+
+
+def benchmark_notes(rounds: list[dict[str, Any]], engine_async: dict[str, Any] | None, cfg) -> list[str]:
+    """What the table must say about figures the cap cut short, or a measurement it skipped."""
+    notes = []
+    capped = [r for r in rounds if r.get("capped")]
+    if capped:
+        calls = ", ".join(str(r["iterations"]) for r in capped)
+        notes.append(
+            f"engine figures capped at benchmark.max_seconds={cfg.max_seconds:g}: rest on {calls} call(s) "
+            f"(asked >= {cfg.iterations} and >= {cfg.min_seconds:g} s)"
+        )
+    if engine_async and engine_async.get("skipped"):
+        notes.append(engine_async["skipped"])
+    elif engine_async and engine_async.get("capped"):
+        notes.append(
+            f"async figure capped at benchmark.max_seconds={cfg.max_seconds:g}: rests on "
+            f"{engine_async['iterations']} call(s)"
+        )
+    return notes
 
 
 def find_tool(name: str) -> str | None:
