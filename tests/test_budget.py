@@ -59,6 +59,12 @@ def test_never_starts_a_call_that_would_end_past_the_cap():
     assert budget.expected_calls(1, 0.01) == 300  # fast calls: min_seconds decides
 
 
+def test_requests_in_flight_count_against_the_cap():
+    budget = Budget(calls=10, min_seconds=3.0, max_seconds=30.0)
+    assert budget.more(1, 6.8, in_flight=1)  # the running one and a new one end by ~20 s
+    assert not budget.more(2, 13.6, in_flight=1)  # they would end by ~34 s
+
+
 def test_no_warm_up_when_both_minimums_are_zero():
     assert not Budget(calls=0, min_seconds=0.0, max_seconds=5.0).more(0, 0.0)
 

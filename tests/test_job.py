@@ -242,7 +242,10 @@ def test_benchmark_figures_are_recorded_and_self_describing(tiny_job_cfg, tmp_pa
     lat = engine["latency_ms"]
     assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["std"] >= 0
     assert engine["throughput_ips"] == pytest.approx(2 * engine["iterations"] / engine["seconds"], rel=0.01)
-    assert record["benchmark"]["engine_async"]["requests"] == 2  # OpenVINO: AsyncInferQueue
+    assert engine["capped"] is False and engine["budget"]["min_calls"] == 5
+    run_async = record["benchmark"]["engine_async"]  # OpenVINO: AsyncInferQueue, under the same budget
+    assert run_async["requests"] == 2 and run_async["warmup"]["iterations"] == 2
+    assert run_async["iterations"] >= 5 and run_async["seconds"] >= 0.1 and run_async["capped"] is False
     e2e = record["benchmark"]["end_to_end"]
     assert e2e["throughput_ips"] > 0 and e2e["preprocess_ms_per_image"] > 0 and e2e["images"] == 6
     assert record["machine"]["cpu_count"] >= 1 and record["machine"]["cpu_model"]

@@ -22,10 +22,12 @@ class Budget:
     min_seconds: float
     max_seconds: float
 
-    def more(self, count: int, elapsed: float) -> bool:
+    def more(self, count: int, elapsed: float, in_flight: int = 0) -> bool:
+        """Whether to start another call after `count` finished in `elapsed` seconds, with `in_flight` more still
+        running (asynchronous requests: they end before the measurement does, one mean call apart)."""
         if count >= self.calls and elapsed >= self.min_seconds:
             return False
-        return count == 0 or elapsed + elapsed / count <= self.max_seconds
+        return count == 0 or elapsed + (1 + in_flight) * elapsed / count <= self.max_seconds
 
     def capped(self, count: int, elapsed: float) -> bool:
         """Stopped by the cap before both minimums were met."""
@@ -40,4 +42,4 @@ class Budget:
         return max(count, min(wanted, max(1, math.floor(self.max_seconds / mean)) if mean else wanted))
 
     def describe(self) -> dict[str, Any]:
-        return {"min_calls": self.calls, "min_seconds": self.min_seconds, "max_seconds": self.max_seconds}
+        return {"min_calls": self.calls, "min_seconds": self.min_seconds, "max_seconds": round(self.max_seconds, 3)}

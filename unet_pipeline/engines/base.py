@@ -222,8 +222,8 @@ class Session(ABC):
     def run_async(
         self, batch: np.ndarray, requests: int, budget: Budget, on_call: Callable[[], object] | None = None
     ) -> tuple[int, float]:
-        """Keep `requests` inferences in flight while `budget.more(started, seconds)`, calling `on_call` after each
-        start; (iterations, seconds) once all have finished."""
+        """Keep `requests` inferences in flight while `budget.more(finished, seconds, in_flight)`, calling `on_call`
+        after each start; (calls started, seconds) once all have finished."""
         raise NotImplementedError(f"{type(self).__name__} has no asynchronous inference")
 
     @abstractmethod

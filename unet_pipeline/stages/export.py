@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ..engines.base import BuildSpec
 from ..errors import PipelineError
+
+
+@contextmanager
+def _traced_at_fixed_size() -> Iterator[None]:
+    """Tracing turns model.align's padding test (`if pad_h or pad_w`) into a constant, and warns over 280
+    characters about it. H and W are fixed in every export (only the batch may vary, and it is part of the cache
+    key), so that constant is right and the warning only noise in a user's terminal."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
 
 
 def _openvino_ir(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
@@ -17,7 +30,7 @@ def _openvino_ir(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     low, high = spec.batch_dims
     batch = ov.Dimension(low, high) if spec.shape == "dynamic" else ov.Dimension(spec.batch)
     element = ov.Type.u8 if spec.uint8_nhwc else ov.Type.f32
-    with torch.no_grad():
+    with torch.no_grad(), _traced_at_fixed_size():
         model = ov.convert_model(
             net, example_input=_zeros(spec, low), input=[(ov.PartialShape([batch, *spec.input_shape(1)[1:]]), element)]
         )
@@ -78,7 +91,7 @@ def _torchscript(net: torch.nn.Module, spec: BuildSpec, out_dir: Path) -> Path:
     """A TorchScript trace at the configured input shape, as MagicMind's PyTorch parser consumes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.pt"
-    with torch.no_grad():
+    with torch.no_grad(), _traced_at_fixed_size():
         torch.jit.trace(net, _zeros(spec, spec.build_batch)).save(str(path))
     return path
 
