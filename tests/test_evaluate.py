@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from unet_pipeline.data import read_input, reduced_decode_flag
+from unet_pipeline.data import Preprocessing, read_input, reduced_decode_flag
 from unet_pipeline.job import run_job
 
 from .conftest import CARVANA, needs_carvana
@@ -45,8 +45,8 @@ def test_feed_settings_and_reduced_decode_keep_ids_order_and_records(tiny_job_cf
 def test_reduced_decode_is_close_to_full_decode_on_a_real_frame():
     path = sorted((CARVANA / "imgs").glob("*.jpg"))[0]
     for hw in ((640, 959), (320, 479)):
-        full, source = read_input(path, hw, reduced=False)
-        fast, same_source = read_input(path, hw, reduced=True)
+        full, source = read_input(path, hw, Preprocessing(reduced=False))
+        fast, same_source = read_input(path, hw, Preprocessing(reduced=True))
         assert source == same_source == (1280, 1918) and full.shape == fast.shape == (3, *hw)
         # DCT scaling vs full decode + bicubic: ~2 grey levels on average at 1/4 (0.0076), ~0.5 at 1/2 (0.0018);
         # a wrong channel order or scale would be tens of levels. Dice decides (benchmark/perf.py measures it).

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from unet_pipeline.data import list_samples, load_pair
+from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair
 from unet_pipeline.engines.base import BuildSpec, Precision
 from unet_pipeline.errors import BadSampleError, PipelineError
 from unet_pipeline.input_cache import InputCache
@@ -68,7 +68,7 @@ def test_input_cache_feeds_the_same_batches(samples, tmp_path, input_format):
     s = spec(2, input_format)
     plain = consume(Feeder(samples, s, 2, 2, skip_bad=False))
     for filled in (False, True):  # filling the cache, then reading from it
-        cache = InputCache(tmp_path, HW, False)
+        cache = InputCache(tmp_path, HW, DEFAULT_PREP)
         cached = consume(Feeder(samples, s, 2, 2, skip_bad=False, input_cache=cache))
         assert cache.record() == ({"hits": 7, "misses": 0} if filled else {"hits": 0, "misses": 7})
         for a, b in zip(plain, cached, strict=True):
@@ -77,7 +77,7 @@ def test_input_cache_feeds_the_same_batches(samples, tmp_path, input_format):
 
 @pytest.mark.parametrize("damage", ["flip a pixel", "truncate", "other size", "not an entry"])
 def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_path, damage):
-    first = InputCache(tmp_path, HW, False)
+    first = InputCache(tmp_path, HW, DEFAULT_PREP)
     pixels, mask = np.empty((*HW, 3), np.uint8), np.empty(HW, np.uint8)
     first.read_into(samples[0], pixels, mask)
     (entry,) = (tmp_path / "inputs").glob("*.bin")
@@ -88,14 +88,14 @@ def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_pa
         del data[-10:]
     elif damage == "other size":  # a well-formed entry of another model size, as many bytes, under this key
         hw = (HW[0] // 2, HW[1] * 2)
-        InputCache(tmp_path / "other", hw, False).read_into(
+        InputCache(tmp_path / "other", hw, DEFAULT_PREP).read_into(
             samples[0], np.empty((*hw, 3), np.uint8), np.empty(hw, np.uint8)
         )
         data = bytearray(next((tmp_path / "other" / "inputs").glob("*.bin")).read_bytes())
     else:
         data[:8] = b"PK\x03\x04junk"[:8]
     entry.write_bytes(bytes(data))
-    again = InputCache(tmp_path, HW, False)
+    again = InputCache(tmp_path, HW, DEFAULT_PREP)
     got_pixels, got_mask = np.full_like(pixels, 7), np.full_like(mask, 7)
     again.read_into(samples[0], got_pixels, got_mask)
     assert again.record() == {"hits": 0, "misses": 1}

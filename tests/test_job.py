@@ -252,6 +252,16 @@ def test_benchmark_figures_are_recorded_and_self_describing(tiny_job_cfg, tmp_pa
     assert record["compiled"]["num_threads"] >= 1
 
 
+def test_full_resolution_dice_is_recorded_and_can_be_turned_off(tiny_job_cfg, tmp_path):
+    on = run_job(tiny_job_cfg("benchmark.enabled=false"), tmp_path / "on")
+    assert 0 <= on["metrics"]["dice_full_min"] <= on["metrics"]["dice_full"] <= 1
+    assert on["benchmark"]["end_to_end"]["fullres_ms_per_image"] > 0
+    assert "dice_full" in pd.read_csv(tmp_path / "on" / "per_image.csv")
+    off = run_job(tiny_job_cfg("benchmark.enabled=false", "metrics.full_resolution=false"), tmp_path / "off")
+    assert off["metrics"]["dice_full"] is None and off["benchmark"]["end_to_end"]["fullres_ms_per_image"] is None
+    assert off["metrics"]["dice"] == on["metrics"]["dice"]
+
+
 def test_repeats_alternate_engine_rounds_and_end_to_end_passes(tiny_job_cfg, tmp_path):
     record = run_job(tiny_job_cfg("benchmark.repeats=3", "data.cache_inputs=true"), tmp_path / "job")
     assert record["status"] == "completed", record["error"]

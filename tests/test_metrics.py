@@ -34,3 +34,23 @@ def test_argmax_foreground_and_ties_go_to_background():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError):
         dice_per_image(np.zeros((1, 2, 2)), np.zeros((1, 2, 3)))
+
+
+def test_full_resolution_dice_upsamples_the_logits_not_the_mask():
+    import torch
+    import torch.nn.functional as F
+
+    from unet_pipeline.metrics import dice_full, upsampled_labels
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(2, 2, 8, 12)).astype(np.float32)
+    up = F.interpolate(torch.from_numpy(logits), size=(32, 48), mode="bilinear", align_corners=False).numpy()
+    reference = (up[:, 1] > up[:, 0]).astype(np.uint8)  # torch's bilinear before the argmax, as milesial's predict
+    ours = np.stack([upsampled_labels(one, 32, 48) for one in logits])
+    assert np.count_nonzero(ours != reference) <= 2  # float rounding at exact ties only
+    assert dice_full(logits, list(ours)) == pytest.approx([1.0, 1.0])  # its own upsampled labels: perfect
+    shifted = [np.roll(m, 3, axis=1) for m in ours]
+    scores = dice_full(logits, shifted)
+    assert (scores < 1).all() and scores == pytest.approx(dice_per_image(ours, np.stack(shifted)), abs=1e-9)
+    three = rng.normal(size=(3, 8, 12)).astype(np.float32)
+    assert upsampled_labels(three, 32, 48).max() <= 2  # more than two classes: per-class planes, then argmax

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,6 +32,13 @@ def test_two_job_sweep_writes_a_two_row_table(tmp_path, tiny_dataset, tiny_check
     markdown = (sweep / "results.md").read_text()
     assert "force_float32" in markdown and "qint8_mixed_float32" in markdown and "int8" in markdown
     assert "2 jobs, 2 completed" in markdown
+    # model- and full-resolution Dice, each delta with its paired interval and whether it excludes zero
+    assert table["metrics.dice_full"].between(0, 1).all() and "dice full res" in markdown
+    int8 = table.iloc[1]
+    assert int8["dice_delta_ci_low"] <= int8["dice_delta_vs_fp32"] <= int8["dice_delta_ci_high"]
+    assert int8["dice_full_delta_ci_low"] <= int8["dice_full_delta_vs_fp32"] <= int8["dice_full_delta_ci_high"]
+    assert isinstance(int8["dice_delta_distinguishable"], bool | np.bool_)
+    assert "Δ dice vs fp32 [95 % CI]" in markdown and "Δ full res [95 % CI]" in markdown
 
 
 def test_failing_job_is_a_row_and_the_sweep_exits_nonzero(tmp_path, tiny_dataset, tiny_checkpoint):
@@ -65,7 +73,7 @@ def test_aggregator_runs_on_its_own_and_survives_a_broken_record(tmp_path, tiny_
 def test_single_run_prints_a_table_and_records(tmp_path, tiny_dataset, tiny_checkpoint):
     proc = run_cli(*tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| openvino" in proc.stdout and "force_float32" in proc.stdout
+    assert proc.stdout.startswith("ran: unet_demo · openvino") and "force_float32" in proc.stdout
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
 
@@ -133,10 +141,3 @@ def test_sweep_table_has_speed_columns_and_a_pareto_plot(tmp_path, tiny_dataset,
     markdown = (sweep / "results.md").read_text()
     assert "p50 ms" in markdown and "speed-up vs fp32" in markdown and "](pareto.png)" in markdown
     assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_pareto_front():
-    from unet_pipeline.results import pareto_front
-
-    points = [(10, 0.90), (5, 0.99), (8, 0.95), (4, 0.98), (10, 0.91), (1, 0.995)]
-    assert sorted(pareto_front(points)) == [1, 2, 4, 5]

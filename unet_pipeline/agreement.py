@@ -141,12 +141,14 @@ def disagreements(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def fixed_batch(data_cfg, hw: tuple[int, int], num_images: int, num_calibration: int):
+def fixed_batch(data_cfg, hw: tuple[int, int], num_images: int, num_calibration: int, prep=None):
     """The first `num_images` evaluation images (and masks) and calibration images from other cars."""
-    from .data import list_samples, load_input, load_pair, select_calibration, select_eval
+    from .data import Preprocessing, list_samples, load_input, load_pair, select_calibration, select_eval
 
+    prep = prep or Preprocessing()
     samples = list_samples(data_cfg.root, data_cfg)
     evaluation = select_eval(samples, data_cfg)[:num_images]
-    pairs = [load_pair(s, hw) for s in evaluation]
+    pairs = [load_pair(s, hw, prep) for s in evaluation]
     calib, _ = select_calibration(samples, evaluation, num_calibration, seed=0)
-    return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), [load_input(s, hw) for s in calib])
+    inputs = [load_input(s, hw, prep) for s in calib]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), inputs

@@ -30,7 +30,8 @@ from .model import file_sha256
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-KEY_SCHEMA = 2  # bump when the meaning of a key's parts changes: old entries are then never hit
+# bump when the meaning of a key's parts changes: old entries are then never hit
+KEY_SCHEMA = 3  # 3: /255 as a division in the uint8 graph, calibration preprocessing keyed
 
 
 def content_key(parts: dict[str, Any]) -> str:

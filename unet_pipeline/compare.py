@@ -27,7 +27,8 @@ def _per_image(root: Path, job_dir: str) -> pd.DataFrame | None:
 
 
 def per_image_deltas(root: Path, frame: pd.DataFrame, reference) -> pd.DataFrame:
-    """One row per (job, image) of every completed non-fp32 job that has an fp32 reference: Dice, fp32 Dice, Δ."""
+    """One row per (job, image) of every completed non-fp32 job that has an fp32 reference: Dice, fp32 Dice, Δ
+    (and at full resolution, where both jobs measured it)."""
     parts = []
     for _, row in frame[frame["status"] == "completed"].iterrows():
         ref = reference(row)
@@ -36,13 +37,25 @@ def per_image_deltas(root: Path, frame: pd.DataFrame, reference) -> pd.DataFrame
         ours, theirs = _per_image(root, row["job_dir"]), _per_image(root, ref["job_dir"])
         if ours is None or theirs is None:
             continue
-        merged = ours.merge(theirs[["image_id", "dice"]], on="image_id", suffixes=("", "_fp32"))
+        full = "dice_full" in ours and "dice_full" in theirs
+        columns = ["image_id", "dice", *(["dice_full"] if full else [])]
+        merged = ours.merge(theirs[columns], on="image_id", suffixes=("", "_fp32"))
         merged["delta"] = merged["dice"] - merged["dice_fp32"]
+        if full:
+            merged["delta_full"] = merged["dice_full"] - merged["dice_full_fp32"]
         merged.insert(0, "fp32_job", ref["job_dir"])
         merged.insert(0, "precision", row["job.precision"])
         merged.insert(0, "job", row["job_dir"])
         parts.append(merged)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def per_image_dice(root: Path, job_dir: str, column: str = "dice") -> dict[str, float]:
+    """{image id: Dice} of one job, or {} where it has no readable per_image.csv (or not that column)."""
+    table = _per_image(root, job_dir)
+    if table is None or column not in table:
+        return {}
+    return dict(zip(table["image_id"], table[column], strict=True))
 
 
 def flip_picture(photo_rgb: np.ndarray, fp32: np.ndarray, other: np.ndarray, caption: list[str]) -> np.ndarray:

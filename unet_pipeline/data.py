@@ -1,7 +1,8 @@
 """Carvana-layout datasets: listing, the car-disjoint split, calibration draw, decoding and preprocessing.
 
-Inference and calibration inputs go through the same `read_pixels` + `to_model_input`, so int8 scales are computed on
-exactly what the engine later sees.
+Inference, calibration and training inputs go through the same `read_pixels` + `to_model_input` under the model's
+`Preprocessing`, so int8 scales are computed on exactly what the engine later sees, and the weights see what they were
+trained on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,44 @@ from PIL import Image, UnidentifiedImageError
 from .errors import BadSampleError, PipelineError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_CV2_RESIZE = {"cv2_cubic": cv2.INTER_CUBIC, "cv2_area": cv2.INTER_AREA}
+RESIZES = ("pil_bicubic", *_CV2_RESIZE)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's images become its input: part of the model's contract (model.resize, data.decode), used
+    alike by training, calibration, evaluation and the pictures, and part of every key of what it produces.
+
+    `resize`: `pil_bicubic` is milesial's `BasicDataset.preprocess` (PIL's bicubic widens its kernel when it
+    shrinks, i.e. antialiases; milesial's released weights expect it); `cv2_cubic` is OpenCV's bicubic (no
+    antialiasing, ~10x cheaper); `cv2_area` OpenCV's area average (closest of the two to PIL's). `reduced`
+    (data.decode=reduced): libjpeg decodes at 1/2, 1/4 or 1/8 first. Masks are never a choice: centre-aligned
+    nearest neighbour, identical to PIL's NEAREST (`resize_mask`).
+    """
+
+    resize: str = "cv2_cubic"
+    reduced: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZES:
+            raise PipelineError(f"model.resize={self.resize} is not one of {', '.join(RESIZES)}")
+
+    def key(self) -> str:
+        """For cache keys and records, e.g. 'pil_bicubic-full'."""
+        return f"{self.resize}-{'reduced' if self.reduced else 'full'}"
+
+    @classmethod
+    def of(cls, model_cfg, data_cfg) -> Preprocessing:
+        """The model's declared resize and the data's decode (a config without them: the defaults)."""
+        resize = getattr(model_cfg.get("resize"), "value", model_cfg.get("resize")) or "cv2_cubic"
+        decode = getattr(data_cfg.get("decode"), "value", data_cfg.get("decode")) or "full"
+        return cls(str(resize), decode == "reduced")
+
+
+DEFAULT_PREP = Preprocessing()  # OpenCV bicubic, full decode
+
+
 _CAR_ID = re.compile(r"^(?P<car>.+)_\d+$")
 
 
@@ -209,15 +248,18 @@ def reduced_decode_flag(source_hw: tuple[int, int], target_hw: tuple[int, int]) 
     return cv2.IMREAD_COLOR
 
 
-def read_pixels(path: Path, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
-    """RGB uint8 HxWx3 at the model size `hw`, and the source frame's (height, width).
+def read_pixels(
+    path: Path, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB uint8 HxWx3 at the model size `hw`, resized as `prep` says, and the source frame's (height, width).
 
-    `reduced=True` (data.decode=reduced) lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 of its size when
-    that is still at least the model's size, then the same bicubic resize (none when it already fits:
-    1918x1280 at 1/2 is exactly the sample's 959x640).
+    `prep.reduced` (data.decode=reduced) lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 of its size when that is
+    still at least the model's size, then the same resize (none when it already fits: 1918x1280 at 1/2 is
+    exactly the sample's 959x640). OpenCV's and PIL's JPEG decodes are identical (libjpeg-turbo, checked on
+    Carvana frames by tests/test_reference.py), so `pil_bicubic` decodes with OpenCV too.
     """
     data = _read_bytes(path)
-    if reduced and data[:2].tobytes() == _JPEG_SOI:
+    if prep.reduced and data[:2].tobytes() == _JPEG_SOI:
         try:
             with Image.open(io.BytesIO(data.tobytes())) as header:  # reads the header only
                 width, height = header.size
@@ -229,7 +271,7 @@ def read_pixels(path: Path, hw: tuple[int, int], reduced: bool = False) -> tuple
     else:
         rgb = _decode_rgb(data, path)
         source = rgb.shape[:2]
-    return resize_image(rgb, hw), source
+    return resize_image(rgb, hw, prep.resize), source
 
 
 def to_model_input(pixels: np.ndarray, uint8_nhwc: bool = False, out: np.ndarray | None = None) -> np.ndarray:
@@ -244,16 +286,16 @@ def to_model_input(pixels: np.ndarray, uint8_nhwc: bool = False, out: np.ndarray
         return out
     chw = np.empty((pixels.shape[2], *pixels.shape[:2]), np.float32) if out is None else out
     for plane, channel in zip(cv2.split(pixels), chw, strict=True):  # contiguous planes: 2x faster than a
-        channel[...] = plane  # strided transpose, and bit-identical to float32(pixels) / 255 in float32
-        channel *= np.float32(1.0 / 255.0)
+        channel[...] = plane  # strided transpose; a division, not a multiplication by 1/255 (126 of the 256
+        channel /= np.float32(255.0)  # values would differ by 1 ulp from milesial's `img / 255`)
     return chw
 
 
 def read_input(
-    path: Path, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+    path: Path, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP, uint8_nhwc: bool = False
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The model input for one image file and the source frame's (height, width)."""
-    pixels, source = read_pixels(path, hw, reduced)
+    pixels, source = read_pixels(path, hw, prep)
     return to_model_input(pixels, uint8_nhwc), source
 
 
@@ -273,38 +315,49 @@ def read_mask(path: Path) -> np.ndarray:
     return foreground.astype(np.uint8)
 
 
-def resize_image(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 HWC at the model's input size (bicubic, as milesial); no copy when it already fits."""
+def resize_image(rgb: np.ndarray, hw: tuple[int, int], method: str = "cv2_cubic") -> np.ndarray:
+    """RGB uint8 HWC at the model's input size by `method` (Preprocessing.resize); no copy when it already fits."""
     h, w = hw
-    return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    if method == "pil_bicubic":
+        return np.asarray(Image.fromarray(rgb).resize((w, h), resample=Image.Resampling.BICUBIC))
+    return cv2.resize(rgb, (w, h), interpolation=_CV2_RESIZE[method])
 
 
-def preprocess_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """{0,1} mask resized with nearest neighbour, as the sample compares at model resolution."""
+def resize_mask(mask: np.ndarray, hw: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """{0,1} mask at model resolution by centre-aligned nearest neighbour: output pixel x takes source pixel
+    floor((x + 0.5) * s), as PIL's NEAREST (milesial's ground truth) does. OpenCV's INTER_NEAREST takes
+    floor(x * s) instead, shifting the ground truth by half a source pixel (at scale 0.5, 1,185 of a frame's
+    pixels differ from PIL's); INTER_NEAREST_EXACT is identical to PIL's."""
     h, w = hw
-    return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(mask, (w, h), dst=dst, interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-def load_input(sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False) -> np.ndarray:
+def load_input(
+    sample: Sample, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP, uint8_nhwc: bool = False
+) -> np.ndarray:
     """The model input for one image (used for calibration and inference alike)."""
-    return read_input(sample.image, hw, reduced, uint8_nhwc)[0]
+    return read_input(sample.image, hw, prep, uint8_nhwc)[0]
 
 
-def load_pair_pixels(sample: Sample, hw: tuple[int, int], reduced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def load_pair_pixels(
+    sample: Sample, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixels (uint8 HxWx3) and ground-truth mask at model resolution; their source sizes must agree."""
-    pixels, (height, width) = read_pixels(sample.image, hw, reduced)
+    pixels, (height, width) = read_pixels(sample.image, hw, prep)
     mask = read_mask(sample.mask)
     if (height, width) != mask.shape[:2]:
         raise BadSampleError(
             f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
             f"{width}x{height}; masks must match their images"
         )
-    return pixels, preprocess_mask(mask, hw)
+    return pixels, resize_mask(mask, hw)
 
 
 def load_pair(
-    sample: Sample, hw: tuple[int, int], reduced: bool = False, uint8_nhwc: bool = False
+    sample: Sample, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP, uint8_nhwc: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Model input and ground-truth mask at model resolution."""
-    pixels, mask = load_pair_pixels(sample, hw, reduced)
+    pixels, mask = load_pair_pixels(sample, hw, prep)
     return to_model_input(pixels, uint8_nhwc), mask

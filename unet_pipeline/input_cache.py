@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from .data import Sample, load_pair_pixels
+from .data import Preprocessing, Sample, load_pair_pixels
 
 log = logging.getLogger(__name__)
 
-PREPROCESS_VERSION = 2  # bump when decoding, resizing or the entry layout changes what an entry holds
+PREPROCESS_VERSION = (
+    3  # 3: centre-aligned masks; bump when decoding, resizing or the entry layout changes what an entry holds
+)
 MAGIC = b"UNETINP\x02"
 HEADER = struct.Struct("<8sIIQ")  # magic, height, width, xxh3-64 of the pixel bytes then the mask bytes
 
@@ -49,9 +51,9 @@ def _checksum(pixels: np.ndarray, mask: np.ndarray) -> int:
 class InputCache:
     """`<root>/inputs/<key>.bin` per image (header, pixels, mask); counts hits and misses for the job's record."""
 
-    def __init__(self, root: str | Path, hw: tuple[int, int], reduced: bool):
+    def __init__(self, root: str | Path, hw: tuple[int, int], prep: Preprocessing):
         self.dir = Path(root) / "inputs"
-        self.hw, self.reduced = hw, reduced
+        self.hw, self.prep = hw, prep
         self.hits = self.misses = 0
         self._count = threading.Lock()  # the feed's worker threads read entries side by side
         self._paths: dict[tuple[Path, Path], Path] = {}  # one job's passes read each source file once
@@ -60,8 +62,7 @@ class InputCache:
         files = (sample.image, sample.mask)
         if files not in self._paths:
             h, w = self.hw
-            mode = "reduced" if self.reduced else "full"
-            key = f"{_digest(sample.image)}-{_digest(sample.mask)}-{h}x{w}-{mode}-v{PREPROCESS_VERSION}"
+            key = f"{_digest(sample.image)}-{_digest(sample.mask)}-{h}x{w}-{self.prep.key()}-v{PREPROCESS_VERSION}"
             self._paths[files] = self.dir / f"{key}.bin"
         return self._paths[files]
 
@@ -71,7 +72,7 @@ class InputCache:
         path = self._path(sample)
         hit = self._load(path, pixels, mask)
         if not hit:
-            fresh_pixels, fresh_mask = load_pair_pixels(sample, self.hw, self.reduced)
+            fresh_pixels, fresh_mask = load_pair_pixels(sample, self.hw, self.prep)
             pixels[...], mask[...] = fresh_pixels, fresh_mask
             self._store(path, pixels, mask)
         with self._count:

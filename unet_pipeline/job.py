@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from . import isa
 from .cache import ArtifactCache, NoCache
-from .data import Sample, load_input
+from .data import Preprocessing, Sample, load_input
 from .engines.base import BuildSpec, Engine
 from .errors import PipelineError
 from .input_cache import InputCache
@@ -122,7 +122,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         record.notes += verify_compiled(spec, record.compiled, cfg.strict_precision)
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
         record.benchmark.lock_wait_seconds = round(waited, 3)
-        inputs = InputCache(cfg.cache.dir, spec.input_hw, _reduced(cfg)) if _cache_inputs(cfg) else None
+        inputs = InputCache(cfg.cache.dir, spec.input_hw, _prep(cfg)) if _cache_inputs(cfg) else None
 
         def end_to_end() -> Evaluation:
             return evaluate(
@@ -131,10 +131,11 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
                 spec,
                 cfg.progress,
                 skip_bad=_skip_bad(cfg),
-                reduced=_reduced(cfg),
+                prep=_prep(cfg),
                 prefetch=cfg.data.prefetch_batches,
                 input_cache=inputs,
                 workers=cfg.data.workers,
+                full_resolution=cfg.metrics.full_resolution,
             )
 
         with record.timed("inference"):
@@ -152,7 +153,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
             with record.timed("save"):
                 dice = dict(zip(evaluation.ids, evaluation.dice, strict=True))
                 saved = save_outputs(
-                    session, eval_samples, dice, spec, out_dir, cfg.save.masks, cfg.save.overlays, _reduced(cfg)
+                    session, eval_samples, dice, spec, out_dir, cfg.save.masks, cfg.save.overlays, _prep(cfg)
                 )
                 record.saved = {"masks": saved.masks, "overlays": saved.overlays, "predictions": saved.predictions}
 
@@ -188,7 +189,7 @@ def _export_and_build(
             return engine.build(exported.artifact, spec, None, out)
         with record.timed("calibration_data"):
             skipped: list[dict[str, str]] = []
-            options = (spec, cfg.progress, _skip_bad(cfg), skipped, _reduced(cfg))
+            options = (spec, cfg.progress, _skip_bad(cfg), skipped, _prep(cfg))
             calibration = load_quantizer_data(selected.calibration, *options)
             validation = None
             if selected.validation is not None:
@@ -198,7 +199,7 @@ def _export_and_build(
         return build_quantized(engine, exported.artifact, spec, calibration, validation, out, trials)
 
     parts = engine_parts(
-        exported.key, engine, spec, cfg.calibration, selected.calibration, selected.validation, int8_kind
+        exported.key, engine, spec, cfg.calibration, selected.calibration, selected.validation, int8_kind, _prep(cfg)
     )
     with record.timed("build"):
         built = cache.get_or_build("engine", parts, build)
@@ -219,9 +220,9 @@ def _cache_inputs(cfg: DictConfig) -> bool:
     return bool(cfg.data.cache_inputs and cfg.cache.enabled)
 
 
-def _reduced(cfg: DictConfig) -> bool:
-    """data.decode=reduced: calibration, evaluation and the benchmark batch all decode the same way."""
-    return cfg.data.decode.value == "reduced"
+def _prep(cfg: DictConfig) -> Preprocessing:
+    """model.resize and data.decode: calibration, evaluation, the benchmark batch and the pictures alike."""
+    return Preprocessing.of(cfg.model, cfg.data)
 
 
 def _benchmark(
@@ -237,7 +238,7 @@ def _benchmark(
 ) -> None:
     """Engine-only figures on the first evaluation batch, held in memory, interleaved with `benchmark.repeats`
     end-to-end passes (the first is the inference stage's); async and the vendor tool on request."""
-    inputs = [load_input(s, spec.input_hw, _reduced(cfg), spec.uint8_nhwc) for s in samples[: spec.batch]]
+    inputs = [load_input(s, spec.input_hw, _prep(cfg), spec.uint8_nhwc) for s in samples[: spec.batch]]
     batch = pad_batch(np.stack(inputs), spec)
     bench = cfg.benchmark
     rounds, passes = interleave(

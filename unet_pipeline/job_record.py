@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,6 +62,7 @@ class JobInfo:
     batch_range: list[int] | None = None
     input_size: list[int] = field(default_factory=list)
     decode: str = ""
+    resize: str = ""  # model.resize: how images were resized (masks: always centre-aligned nearest)
     prefetch_batches: int = 0
     workers: int = 0
     align: int = 0
@@ -83,6 +85,7 @@ class JobInfo:
             batch_range=[cfg.shape.batch_min, cfg.shape.batch_max] if dynamic else None,
             input_size=list(input_hw(cfg.model, cfg.data)),
             decode=str(cfg.data.decode.value),
+            resize=str(cfg.model.resize.value),
             prefetch_batches=cfg.data.prefetch_batches,
             workers=cfg.data.workers,
             align=cfg.model.align,
@@ -97,6 +100,8 @@ class JobInfo:
 class Metrics:
     dice: float | None = None  # mean Dice over the evaluation images (None for random weights)
     dice_min: float | None = None
+    dice_full: float | None = None  # at the source frame size (metrics.full_resolution); None when off
+    dice_full_min: float | None = None
     num_images: int = 0
 
 
@@ -198,9 +203,12 @@ class JobRecord:
 
     def add_evaluation(self, ev: Evaluation, scored: bool) -> None:
         """Dice (not for random weights: no measurement) and the inference pass's end-to-end figures."""
+        full = scored and bool(ev.dice_full)
         self.metrics = Metrics(
             dice=round(ev.mean_dice, 6) if scored else None,
             dice_min=round(min(ev.dice), 6) if scored else None,
+            dice_full=round(float(np.mean(ev.dice_full)), 6) if full else None,
+            dice_full_min=round(min(ev.dice_full), 6) if full else None,
             num_images=len(ev.dice),
         )
         self.benchmark.end_to_end = ev.figures()
@@ -209,6 +217,8 @@ class JobRecord:
 def write_per_image(out_dir: Path, ev: Evaluation, images: dict[str, Path]) -> None:
     """per_image.csv: every evaluation image's Dice, for the sweep's image-by-image comparison."""
     table = pd.DataFrame({"image_id": ev.ids, "dice": ev.dice, "image": [str(images[i]) for i in ev.ids]})
+    if ev.dice_full:
+        table.insert(2, "dice_full", ev.dice_full)
     write_atomic(out_dir / PER_IMAGE_FILE, table.to_csv(index=False, float_format="%.6f"))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .cache import content_key
-from .data import Sample
+from .data import Preprocessing, Sample
 from .engines.base import BuildSpec, Engine
 from .model import file_sha256
 
@@ -62,12 +62,14 @@ def engine_parts(
     calibration_samples: list[Sample] | None,
     validation_samples: list[Sample] | None = None,
     int8_kind: str | None = None,
+    prep: Preprocessing | None = None,
 ) -> dict[str, Any]:
     """A built artifact depends on its graph, the engine and its version and settings, precision, device,
     shape, and for quantized precisions on the calibration images (by content) and settings, with
     calibration.max_dice_drop on the validation images the drop is measured on, on the overflow fix as
     resolved (`auto` means different builds on different CPUs), on the CPU's int8 kernel class and on the
-    quantizer settings the engine derives from all that (so a changed mapping of `default` is a miss)."""
+    quantizer settings the engine derives from all that (so a changed mapping of `default` is a miss), and on
+    how the calibration images were decoded and resized (Preprocessing)."""
     calibration = None
     if calibration_samples is not None:
         settings = OmegaConf.to_container(calibration_cfg, resolve=True)
@@ -81,6 +83,7 @@ def engine_parts(
             "validation": [[file_sha256(s.image), file_sha256(s.mask)] for s in validation_samples or []],
             "overflow_fix": spec.quant.overflow_fix,
             "int8_kind": int8_kind,
+            "preprocessing": (prep or Preprocessing()).key(),  # the calibration images as the engine saw them
             # the engine's own quantizer settings as it maps ours (OpenVINO, ONNX Runtime; MagicMind's plan has
             # none under this name: its calibration settings above decide it)
             "quantizer": engine.plan(spec).get("quantization"),

@@ -1,12 +1,16 @@
-"""Dice exactly as the MagicMind sample (and milesial's evaluate.py) computes it.
+"""Dice exactly as the MagicMind sample (and milesial's evaluate.py) computes it, and at full resolution.
 
 Per image, at model resolution, foreground class after argmax over the class axis:
 dice = (2|P∩T| + eps) / (|P| + |T| + eps), eps = 1e-6, with an empty prediction of an empty mask
-scoring 1; the job's Dice is the mean over images.
+scoring 1; the job's Dice is the mean over images (tests/test_reference.py checks it against milesial's).
+
+Full resolution (`dice_full`, the Carvana competition's metric): the logits upsampled bilinearly to the source
+frame before the argmax, against the original mask, which is never resized; so no resize convention enters it.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 EPS = 1e-6
@@ -45,3 +49,27 @@ def dice_of_batch(logits: np.ndarray, masks: np.ndarray, mask_pixels: np.ndarray
     sets = np.array([np.count_nonzero(p) for p in pred], np.float64) + mask_pixels
     sets = np.where(sets == 0, inter, sets)
     return (inter + EPS) / (sets + EPS)
+
+
+def upsampled_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(C, h, w) logits -> (height, width) labels: bilinear (half-pixel centres, as torch's align_corners=False)
+    before the argmax. With 2 classes, one upsampled difference `l1 - l0` (bilinear is linear: the same
+    comparison, half the work)."""
+    if logits.shape[0] == 2:
+        difference = np.subtract(logits[1], logits[0], dtype=np.float32)
+        return (cv2.resize(difference, (width, height), interpolation=cv2.INTER_LINEAR) > 0).astype(np.uint8)
+    planes = [cv2.resize(np.ascontiguousarray(c, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+              for c in logits]  # fmt: skip
+    return np.argmax(np.stack(planes), axis=0).astype(np.uint8)
+
+
+def dice_full(logits: np.ndarray, full_masks: list[np.ndarray]) -> np.ndarray:
+    """Foreground Dice of each image's upsampled prediction against its mask at the source frame size."""
+    scores = []
+    for one, mask in zip(logits, full_masks, strict=True):
+        pred = upsampled_labels(one, *mask.shape).view(bool)
+        truth = mask.view(bool)
+        inter = 2.0 * np.count_nonzero(np.logical_and(pred, truth))
+        sets = float(np.count_nonzero(pred) + np.count_nonzero(truth))
+        scores.append((inter + EPS) / ((sets if sets else inter) + EPS))
+    return np.asarray(scores, np.float64)

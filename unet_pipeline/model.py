@@ -150,7 +150,7 @@ class UInt8NHWCInput(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0))
+        return self.net(x.permute(0, 3, 1, 2).to(torch.float32) / 255.0)  # as the host: a division (data.py)
 
 
 def for_deployment(net: nn.Module, model_cfg) -> nn.Module:

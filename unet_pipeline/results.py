@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import compare
+from . import compare, stats
 from .job_record import RESULT_FILE
 from .records import write_atomic
 
@@ -31,13 +32,17 @@ MD_COLUMNS = [
     ("shape", "shape"),
     ("input", "input"),
     ("dice", "metrics.dice"),
-    ("Δ dice vs fp32", "dice_delta_vs_fp32"),
+    ("Δ dice vs fp32 [95 % CI]", "dice_delta_shown"),
     ("worst image Δ", "worst_image_delta_vs_fp32"),
+    ("dice full res", "metrics.dice_full"),
+    ("Δ full res [95 % CI]", "dice_full_delta_shown"),
+    ("worst full-res Δ", "worst_image_full_delta_vs_fp32"),
     ("images", "metrics.num_images"),
     ("compiled as", "compiled_as"),
     ("p50 ms", "benchmark.engine.latency_ms.p50"),
     ("p99 ms", "benchmark.engine.latency_ms.p99"),
     ("img/s", "benchmark.engine.throughput_ips"),
+    ("img/s over repeats", "throughput_spread"),
     ("img/s async", "benchmark.engine_async.throughput_ips"),
     ("img/s e2e", "benchmark.end_to_end.throughput_ips"),
     ("e2e / engine", "benchmark.end_to_end.vs_engine"),
@@ -216,19 +221,9 @@ def _add_fp32_comparison(frame: pd.DataFrame) -> None:
     frame["dice_delta_vs_fp32"] = delta
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats in both throughput (x) and Dice (y)."""
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def plot_pareto(frame: pd.DataFrame, path: Path) -> bool:
-    """Throughput against Dice, one labelled point per job, the Pareto front marked; False if nothing to plot."""
+def plot_pareto(frame: pd.DataFrame, path: Path, root: Path) -> bool:
+    """Throughput against Dice, one labelled point per job with its paired 95 % interval against its fp32 row,
+    and the front of points no other beats *distinguishably* (stats.distinguishable_front); False if nothing."""
     rows = frame[frame["metrics.dice"].notna() & frame["benchmark.engine.throughput_ips"].notna()]
     if rows.empty:
         return False
@@ -238,29 +233,26 @@ def plot_pareto(frame: pd.DataFrame, path: Path) -> bool:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    points = list(
-        zip(rows["benchmark.engine.throughput_ips"].astype(float), rows["metrics.dice"].astype(float), strict=True)
-    )
+    x = rows["benchmark.engine.throughput_ips"].astype(float).tolist()
+    y = rows["metrics.dice"].astype(float).tolist()
+    low = [m - lo if pd.notna(lo) else 0.0 for m, lo in zip(rows["dice_delta_vs_fp32"], rows["dice_delta_ci_low"],
+                                                           strict=True)]  # fmt: skip
+    high = [hi - m if pd.notna(hi) else 0.0 for m, hi in zip(rows["dice_delta_vs_fp32"], rows["dice_delta_ci_high"],
+                                                            strict=True)]  # fmt: skip
     several_engines = rows["job.engine"].nunique() > 1
     labels = [
         f"{p} b{b}" + (f" {e}" if several_engines else "")
         for p, b, e in zip(rows["job.precision"], rows["job.batch"], rows["job.engine"], strict=True)
     ]
-    front = sorted(pareto_front(points), key=lambda i: points[i][0])
+    per_image = [compare.per_image_dice(root, job) for job in rows["job_dir"]]
+    front = sorted(stats.distinguishable_front(x, per_image), key=lambda i: x[i])
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    ax.scatter(*zip(*points, strict=True), color="tab:blue", zorder=2, label="job")
-    ax.plot(
-        [points[i][0] for i in front],
-        [points[i][1] for i in front],
-        "o-",
-        color="tab:red",
-        mfc="none",
-        ms=12,
-        zorder=3,
-        label="Pareto front",
-    )
-    for n, ((x, y), label) in enumerate(sorted(zip(points, labels, strict=True))):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 6 if n % 2 else -12), fontsize=8)
+    ax.errorbar(x, y, yerr=[np.maximum(low, 0), np.maximum(high, 0)], fmt="o", color="tab:blue", ecolor="tab:gray",
+                capsize=3, zorder=2, label="job (bar: 95 % interval of Δ vs fp32)")  # fmt: skip
+    ax.plot([x[i] for i in front], [y[i] for i in front], "o-", color="tab:red", mfc="none", ms=12, zorder=3,
+            label="front (distinguishable differences only)")  # fmt: skip
+    for n, ((px, py), label) in enumerate(sorted(zip(zip(x, y, strict=True), labels, strict=True))):
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 6 if n % 2 else -12), fontsize=8)
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter(useOffset=False))  # plain Dice values
     ax.set_xlabel("engine throughput (images/s, sync)")
     ax.set_ylabel("Dice")
@@ -280,27 +272,62 @@ def markdown(frame: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g", missingval="-")
 
 
+def _add_intervals(frame: pd.DataFrame, deltas: pd.DataFrame) -> None:
+    """Per job, the paired 95 % interval of its per-image Δ against its fp32 row (model and full resolution),
+    whether it excludes zero, the worst image, and the cells the table shows (stats.py)."""
+    for column, prefix in (("delta", "dice"), ("delta_full", "dice_full")):
+        intervals: dict[str, stats.Interval] = {}
+        worst: dict[str, float] = {}
+        if column in deltas:
+            for job, rows in deltas.dropna(subset=[column]).groupby("job", sort=False):
+                intervals[job] = stats.paired_interval(rows[column].to_numpy())
+                worst[job] = float(rows[column].min())
+        found = [intervals.get(job) for job in frame["job_dir"]]
+        if prefix == "dice_full":
+            frame["dice_full_delta_vs_fp32"] = [i.mean if i else None for i in found]
+        frame[f"{prefix}_delta_ci_low"] = [i.low if i else None for i in found]
+        frame[f"{prefix}_delta_ci_high"] = [i.high if i else None for i in found]
+        frame[f"{prefix}_delta_distinguishable"] = [i.distinguishable if i else None for i in found]
+        frame[f"{prefix}_delta_shown"] = [
+            f"{i.describe()}{' *' if i.distinguishable else ''}" if i else None for i in found
+        ]
+        worst_column = "worst_image_delta_vs_fp32" if prefix == "dice" else "worst_image_full_delta_vs_fp32"
+        frame[worst_column] = [worst.get(job) for job in frame["job_dir"]]
+
+
+def _throughput_spread(frame: pd.DataFrame) -> list[str | None]:
+    """'min..max' of the engine rounds where benchmark.repeats > 1 (the figure shown is their median)."""
+    rounds = frame["benchmark.engine.rounds_ips"] if "benchmark.engine.rounds_ips" in frame else [None] * len(frame)
+    return [f"{min(r):.4g}..{max(r):.4g}" if isinstance(r, list) and len(r) > 1 else None for r in rounds]
+
+
 def write_tables(root: Path) -> pd.DataFrame:
     """Write root/results.csv (every field) and root/results.md (the summary); return the frame."""
     frame = to_frame(load_records(root))
     done_fp32 = _completed_fp32(frame)
     deltas = compare.per_image_deltas(root, frame, lambda row: fp32_reference(done_fp32, row))
-    worst = deltas.groupby("job")["delta"].min() if not deltas.empty else pd.Series(dtype=float)
-    frame["worst_image_delta_vs_fp32"] = [worst.get(job) for job in frame["job_dir"]]
+    _add_intervals(frame, deltas)
+    frame["throughput_spread"] = _throughput_spread(frame)
     flips = []
     if not deltas.empty:
         write_atomic(root / compare.COMPARISON_FILE, deltas.to_csv(index=False))
         flips = compare.write_flips(root, deltas)
-    csv_frame = frame.drop(columns=["remarks"])
+    csv_frame = frame.drop(columns=["remarks", "dice_delta_shown", "dice_full_delta_shown"])
     write_atomic(root / CSV_FILE, csv_frame.to_csv(index=False))
     failed = int((~frame["status"].isin(OK_STATUSES)).sum())
     header = (
         f"# Results: {root.name}\n\n{len(frame)} jobs, {len(frame) - failed} completed, {failed} not completed.\n\n"
     )
-    plotted = len(frame) > 1 and plot_pareto(frame, root / PLOT_FILE)
+    plotted = len(frame) > 1 and plot_pareto(frame, root / PLOT_FILE, root)
     figure = f"\n![throughput vs Dice, Pareto front marked]({PLOT_FILE})\n" if plotted else ""
+    legend = (
+        "\nΔ columns: mean per-image difference to the same engine's fp32 row with its paired 95 % bootstrap "
+        "interval over images; `*`: the interval excludes 0 (a difference beyond the images' noise).\n"
+        if frame["dice_delta_shown"].notna().any()
+        else ""
+    )
     pictures = compare.markdown_section(deltas, flips) + compare.gallery_section(root, frame)
-    write_atomic(root / MD_FILE, header + markdown(frame) + "\n" + figure + pictures)
+    write_atomic(root / MD_FILE, header + markdown(frame) + "\n" + legend + figure + pictures)
     return frame
 
 

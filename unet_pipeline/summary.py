@@ -30,6 +30,7 @@ _AXES = (
     ("on", "hardware"),
 )
 _AXIS_OVERRIDES = {"model", "engine", "precision", "batch", "shape", "device"}  # already shown as an axis
+_NOT_WHAT_RAN = ("hydra", "progress", "force", "cache")  # where and how a job ran, not what it measured
 _OMITTED = "…"
 
 
@@ -74,7 +75,8 @@ def _override_columns(frame: pd.DataFrame) -> dict[str, list[str]]:
     per_job = []
     for overrides in frame["job.overrides"]:
         pairs = (o.split("=", 1) for o in (overrides if isinstance(overrides, list) else []) if "=" in o)
-        per_job.append({k.lstrip("+~"): v for k, v in pairs if k.lstrip("+~") not in _AXIS_OVERRIDES})
+        keys = ((k.lstrip("+~"), v) for k, v in pairs)
+        per_job.append({k: v for k, v in keys if k not in _AXIS_OVERRIDES and k.split(".")[0] not in _NOT_WHAT_RAN})
     keys = list(dict.fromkeys(k for job in per_job for k in job))
     varying = [k for k in keys if len({job.get(k) for job in per_job}) > 1]
     short = [k.rsplit(".", 1)[-1] for k in varying]
@@ -98,14 +100,16 @@ def _shorten(rows: list[list[str]], column: int, width: int, keep_end: bool) -> 
             row[column] = _OMITTED + row[column][-cut:] if keep_end else row[column][:cut] + _OMITTED
 
 
-_FIGURES = ("dice", "Δ fp32", "img/s", "e2e", "p50 ms", "p99", "calls")
+_FIGURES = ("dice", "Δ fp32", "full", "img/s", "e2e", "p50 ms", "p99", "calls")
+_MARK = "*"  # on a Δ whose paired 95 % interval excludes 0
 
 
 def _figures(row: pd.Series) -> list[str]:
     delta = row.get("dice_delta_vs_fp32")
     return [
         f"{row['metrics.dice']:.4f}" if pd.notna(row.get("metrics.dice")) else "-",
-        f"{delta:+.5f}" if pd.notna(delta) else "-",
+        f"{delta:+.5f}{_MARK if row.get('dice_delta_distinguishable') is True else ' '}" if pd.notna(delta) else "-",
+        f"{row['metrics.dice_full']:.4f}" if pd.notna(row.get("metrics.dice_full")) else "-",
         _number(row.get("benchmark.engine.throughput_ips")),
         _number(row.get("benchmark.end_to_end.throughput_ips")),
         _number(row.get("benchmark.engine.latency_ms.p50")),
@@ -200,6 +204,8 @@ def summary(frame: pd.DataFrame, root: Path, width: int = WIDTH) -> str:
     shared = [(label, key) for label, key in _AXES if (label, key) not in varying and frame.iloc[0][key] != "-"]
     lines = [_ran_line(frame, shared, width), "", _table(frame, varying, width), ""]
     lines += _notes(frame, width)
+    if frame.get("dice_delta_distinguishable", pd.Series(dtype=object)).notna().any():
+        lines.append(f"Δ fp32: mean per-image difference; {_MARK}: its paired 95 % interval excludes 0 (results.md)")
     done = int(frame["status"].eq("completed").sum())
     if len(frame) > 1:
         left = len(frame) - done

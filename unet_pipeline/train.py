@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import preflight
 from .config import register_configs
-from .data import Sample, held_out_cars, list_samples, load_pair, select_eval
+from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .model import build_unet, input_hw, load_unet
@@ -52,9 +52,10 @@ def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Samp
     return train, val
 
 
-def load_arrays(samples: list[Sample], hw: tuple[int, int], progress: bool, desc: str):
-    """Decode and preprocess once, exactly as inference does; epochs then read from memory."""
-    pairs = [load_pair(s, hw) for s in tqdm(samples, desc=desc, disable=not progress)]
+def load_arrays(samples: list[Sample], hw: tuple[int, int], prep: Preprocessing, progress: bool, desc: str):
+    """Decode and preprocess once, exactly as inference does (the model's Preprocessing); epochs then read from
+    memory."""
+    pairs = [load_pair(s, hw, prep) for s in tqdm(samples, desc=desc, disable=not progress)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.int64)
 
 
@@ -118,8 +119,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         len({s.car for s in val_set}),
         *hw,
     )
-    x_train, y_train = load_arrays(train_set, hw, tc.progress, "loading train")
-    x_val, y_val = load_arrays(val_set, hw, tc.progress, "loading val")
+    prep = Preprocessing.of(cfg.model, cfg.data)
+    x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
+    x_val, y_val = load_arrays(val_set, hw, prep, tc.progress, "loading val")
 
     net = build_unet(cfg.model)
     if tc.init_checkpoint:

@@ -6,7 +6,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..data import Sample, load_input, load_pair
+from ..data import DEFAULT_PREP, Preprocessing, Sample, load_input, load_pair
 from ..engines.base import BuildSpec
 from .evaluate import load_usable
 
@@ -17,11 +17,11 @@ def load_quantizer_data(
     progress: bool,
     skip_bad: bool,
     skipped: list[dict[str, str]],
-    reduced: bool = False,
+    prep: Preprocessing = DEFAULT_PREP,
     masks: bool = False,
 ) -> list[Any]:
     """Single inputs as the engine is fed them (`BuildSpec.input_shape` without the batch) for calibration, or
     with `masks` (input, mask) pairs for accuracy control; bad images fail or are skipped like evaluation's."""
     load = load_pair if masks else load_input
     bar = tqdm(samples, desc="validation images" if masks else "calibration images", disable=not progress)
-    return load_usable(bar, lambda s: load(s, spec.input_hw, reduced, spec.uint8_nhwc), skip_bad, skipped)
+    return load_usable(bar, lambda s: load(s, spec.input_hw, prep, spec.uint8_nhwc), skip_bad, skipped)

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data import Sample
+from ..data import DEFAULT_PREP, Preprocessing, Sample
 from ..engines.base import BuildSpec, Session
 from ..errors import BadSampleError
 from ..input_cache import InputCache
-from ..metrics import dice_of_batch
+from ..metrics import dice_full, dice_of_batch
 from .feed import Feeder
 
 
@@ -21,10 +21,12 @@ from .feed import Feeder
 class Evaluation:
     ids: list[str] = field(default_factory=list)
     dice: list[float] = field(default_factory=list)
+    dice_full: list[float] = field(default_factory=list)  # at the source frame size (empty: not asked for)
     seconds: float = 0.0  # the whole loop: decode, preprocess, infer, postprocess, Dice
     engine_seconds: float = 0.0  # time inside Session.infer only
     wait_seconds: float = 0.0  # the loop waiting for a prepared batch (engine idle: the feed is behind)
     postprocess_seconds: float = 0.0  # argmax + Dice between engine calls
+    fullres_seconds: float = 0.0  # of which: upsampling the logits and Dice at the source frame size
     preprocess_seconds: float = 0.0  # CPU time of the feed's threads: decode + resize + normalize, images and masks
     skipped: list[dict[str, str]] = field(default_factory=list)  # data.on_bad_sample=skip: {"id", "error"}
 
@@ -44,6 +46,7 @@ class Evaluation:
             "preprocess_ms_per_image": 1e3 * self.preprocess_seconds / n,
             "feed_wait_ms_per_image": 1e3 * self.wait_seconds / n,
             "postprocess_ms_per_image": 1e3 * self.postprocess_seconds / n,
+            "fullres_ms_per_image": 1e3 * self.fullres_seconds / n if self.dice_full else None,
             "engine_share": self.engine_seconds / self.seconds,
             "images": n,
             "seconds": round(self.seconds, 3),
@@ -78,19 +81,21 @@ def evaluate(
     spec: BuildSpec,
     progress: bool,
     skip_bad: bool = False,
-    reduced: bool = False,
+    prep: Preprocessing = DEFAULT_PREP,
     prefetch: int = 2,
     input_cache: InputCache | None = None,
     workers: int = 2,
+    full_resolution: bool = False,
 ) -> Evaluation:
     """Run every sample through the engine; Dice per image at model resolution, in sample order.
 
     `workers` threads decode and preprocess (0: this thread, one batch at a time), up to `prefetch` batches
     ahead of the engine (stages/feed.py). With an `input_cache`, decoded and resized pixels and masks come
-    from (or go to) disk.
+    from (or go to) disk. `full_resolution`: Dice also at the source frame size (metrics.dice_full), its cost
+    counted in `fullres_seconds`.
     """
     result = Evaluation()
-    feeder = Feeder(samples, spec, workers, prefetch, skip_bad, reduced, input_cache)
+    feeder = Feeder(samples, spec, workers, prefetch, skip_bad, prep, input_cache, full_resolution)
     start = mark = time.perf_counter()
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for batch in feeder:
@@ -105,6 +110,10 @@ def evaluate(
                 result.ids.extend(s.id for s in batch.samples)
                 result.dice.extend(scores.tolist())
                 result.engine_seconds += t1 - t0
+                if batch.full_masks is not None:
+                    t2 = time.perf_counter()
+                    result.dice_full.extend(dice_full(logits, batch.full_masks).tolist())
+                    result.fullres_seconds += time.perf_counter() - t2
                 result.postprocess_seconds += time.perf_counter() - t1
             mark = time.perf_counter()
     result.seconds = time.perf_counter() - start

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ..data import Sample, load_input, read_image, read_mask
+from ..data import DEFAULT_PREP, Preprocessing, Sample, load_input, read_image, read_mask
 from ..engines.base import BuildSpec, Session
-from ..metrics import predict_labels
+from ..metrics import predict_labels, upsampled_labels
 from ..records import write_atomic
 from .evaluate import pad_batch
 
@@ -29,12 +27,6 @@ class Saved:
     masks: int = 0
     overlays: list[dict[str, object]] = field(default_factory=list)  # {"id", "dice", "path"} worst first
     predictions: int = 0
-
-
-def full_resolution_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Labels at the original frame size: logits upsampled bilinearly *before* argmax, as the sample does."""
-    up = F.interpolate(torch.from_numpy(logits[None]), size=(height, width), mode="bilinear", align_corners=False)
-    return predict_labels(up.numpy())[0]
 
 
 def _png(path: Path, labels: np.ndarray) -> None:
@@ -66,7 +58,7 @@ def save_outputs(
     out_dir: Path,
     masks: bool,
     overlays: int,
-    reduced: bool = False,
+    prep: Preprocessing = DEFAULT_PREP,
 ) -> Saved:
     """Masks of every image (`masks`), overlays of the `overlays` lowest-Dice images, and with overlays the
     model-resolution predictions of every image (for the sweep's comparison against fp32)."""
@@ -75,7 +67,7 @@ def save_outputs(
     wanted = [s for s in samples if s.id in dice]
     for start in range(0, len(wanted), spec.batch):
         chunk = wanted[start : start + spec.batch]
-        inputs = [load_input(s, spec.input_hw, reduced, spec.uint8_nhwc) for s in chunk]  # no mask needed
+        inputs = [load_input(s, spec.input_hw, prep, spec.uint8_nhwc) for s in chunk]  # no mask needed
         logits = session.infer(pad_batch(np.stack(inputs), spec))[: len(chunk)]
         for sample, one in zip(chunk, logits, strict=True):
             if overlays:
@@ -84,7 +76,7 @@ def save_outputs(
             if not masks and sample.id not in worst:
                 continue
             photo = read_image(sample.image)
-            labels = full_resolution_labels(one, *photo.shape[:2])
+            labels = upsampled_labels(one, *photo.shape[:2])  # as full-resolution Dice
             if masks:
                 _png(out_dir / MASKS_DIR / f"{sample.id}.png", labels)
                 saved.masks += 1
