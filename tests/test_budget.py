@@ -62,7 +62,8 @@ def test_never_starts_a_call_that_would_end_past_the_cap():
 def test_requests_in_flight_count_against_the_cap():
     budget = Budget(calls=10, min_seconds=3.0, max_seconds=30.0)
     assert budget.more(1, 6.8, in_flight=1)  # the running one and a new one end by ~20 s
-    assert not budget.more(2, 13.6, in_flight=1)  # they would end by ~34 s
+    assert budget.more(2, 13.6, in_flight=1)  # ... by ~27 s
+    assert not budget.more(3, 20.4, in_flight=1)  # ... by ~34 s: past the cap
 
 
 def test_no_warm_up_when_both_minimums_are_zero():

@@ -25,7 +25,7 @@ def _record(job: str, engine: str, precision: str, dice: float, **extra) -> dict
             "shape": "static",
             "input_size": [320, 479],
             "overrides": extra.pop("overrides", []),
-        },  # fmt: skip
+        },
         "metrics": {"dice": dice, "num_images": 96},
         "benchmark": {
             "engine": {
@@ -33,7 +33,7 @@ def _record(job: str, engine: str, precision: str, dice: float, **extra) -> dict
                 "capped": extra.pop("capped", False),
                 "latency_ms": {"p50": 71.7, "p99": 102.4},
                 "throughput_ips": 13.2,
-            },  # fmt: skip
+            },
             "end_to_end": {"throughput_ips": 10.3},
         },
         "machine": {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "fma"], "platform": "Linux-6-x86_64-with-glibc"},
@@ -75,9 +75,7 @@ def test_long_values_are_shortened_to_fit_and_notes_folded(tmp_path):
     long_recipe = ["recipe=int8_no_overflow_fix", "calibration.method=percentile", "hydra.sweep.dir=x"]
     records = [
         _record("unet_carvana_small-cpu/0", "onnxruntime", "qint8_mixed_bfloat16", 0.99, overrides=long_recipe),
-        _record(
-            "unet_carvana_small-cpu/1", "openvino", "qint16_mixed_float16", 0.98, batch=16, notes=["a note " * 30]
-        ),  # fmt: skip
+        _record("unet_carvana_small-cpu/1", "openvino", "qint16_mixed_float16", 0.98, batch=16, notes=["a note " * 30]),
     ]
     records[1]["status"], records[1]["error"] = "failed", "boom"
     text = summary(results.to_frame(records), tmp_path)
