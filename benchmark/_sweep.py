@@ -54,7 +54,9 @@ def run_sweep(name: str, sweep: list[str], argv: list[str]) -> pd.DataFrame:
     subprocess.run(command, cwd=REPO, check=False)  # failed rows are part of the answer
     if not (out / "results.csv").is_file():
         raise SystemExit(f"error: the sweep wrote no table ({out / 'results.csv'}): its message is above")
-    return pd.read_csv(out / "results.csv")
+    frame = pd.read_csv(out / "results.csv")
+    frame.attrs["sweep_dir"] = out  # where each job's files are: <sweep_dir>/<job_dir>/
+    return frame
 
 
 def ratio_table(frame: pd.DataFrame, reference: pd.Series, label: str) -> str:

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_module
 
 from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
 from unet_pipeline.config import register_configs
+from unet_pipeline.data import Preprocessing
 from unet_pipeline.model import input_hw, load_unet
 from unet_pipeline.synthetic import ensure_configured
 
@@ -33,7 +34,10 @@ def main(argv: list[str]) -> int:
     ensure_configured(cfg.data)
     net, _ = load_unet(cfg.model, cfg.model.checkpoint)
     hw = input_hw(cfg.model, cfg.data)
-    images, masks, calibration = fixed_batch(cfg.data, hw, extra.get("num_images", 4), extra.get("num_calibration", 16))
+    prep = Preprocessing.of(cfg.model, cfg.data)
+    images, masks, calibration = fixed_batch(
+        cfg.data, hw, extra.get("num_images", 4), extra.get("num_calibration", 16), prep
+    )
     print(
         f"model={cfg.model.name} {hw[0]}x{hw[1]}, {len(images)} images from {cfg.data.root}, "
         f"{len(calibration)} calibration images"

@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_module
 
 from unet_pipeline import isa
 from unet_pipeline.agreement import compare_engines, disagreements, engine_names, fixed_batch, instantiate_engine
+from unet_pipeline.data import Preprocessing
 from unet_pipeline.model import input_hw, load_unet
 from unet_pipeline.synthetic import ensure_configured
 
@@ -24,7 +25,8 @@ def agreement_rows(tmp_path_factory):
         cfg = compose("pipeline", overrides=overrides)
     ensure_configured(cfg.data)
     net, _ = load_unet(cfg.model, cfg.model.checkpoint)
-    images, masks, calibration = fixed_batch(cfg.data, input_hw(cfg.model, cfg.data), 2, 8)
+    prep = Preprocessing.of(cfg.model, cfg.data)
+    images, masks, calibration = fixed_batch(cfg.data, input_hw(cfg.model, cfg.data), 2, 8, prep)
     return compare_engines(net, images, masks, calibration)
 
 

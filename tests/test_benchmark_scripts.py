@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, needs_carvana
 
 QUICK = [
     "model=unet_demo",
@@ -72,3 +72,17 @@ def test_benchmark_script_help_and_bad_arguments_run_nothing(script, tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         "error: -m: the script takes Hydra overrides (key=value) only; see --help"
     ]
+
+
+@pytest.mark.slow
+@needs_carvana()
+def test_milesial_reference_script_agrees_on_real_images():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmark" / "milesial_reference.py"), "data.num_images=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "pipeline Dice" in proc.stdout and "milesial's preprocessing + Dice" in proc.stdout

@@ -1,11 +1,5 @@
-"""The pipeline against the model's own framework: milesial/Pytorch-UNet's preprocessing and Dice.
-
-The reference below is written here from what milesial's code does, not copied from it:
-- `BasicDataset.preprocess`: PIL opens the file; PIL resizes to `int(scale * w) x int(scale * h)`, BICUBIC for the
-  photo and NEAREST for the mask; the photo goes HWC -> CHW and is divided by 255 (in float64, then `.float()`).
-- `evaluate` + `multiclass_dice_coeff`: argmax over classes, one-hot, the background channel dropped; per image
-  `(2 |P n T| + eps) / (|P| + |T| + eps)` with eps = 1e-6, where an empty P and T make the sums 2 |P n T| (so 1).
-"""
+"""The pipeline against the model's own framework: milesial/Pytorch-UNet's preprocessing and Dice, as
+unet_pipeline/reference.py re-implements them (PIL, torch; independent of the pipeline's code)."""
 
 from __future__ import annotations
 
@@ -17,39 +11,11 @@ from PIL import Image
 
 from unet_pipeline.data import Preprocessing, Sample, list_samples, load_input, load_pair, resize_mask, select_eval
 from unet_pipeline.metrics import dice_of_batch, dice_per_image
+from unet_pipeline.reference import milesial_dice, milesial_mask, milesial_photo
 
 from .conftest import CARVANA, needs_carvana
 
 FRAME = (1280, 1918)
-
-
-def milesial_photo(path, scale: float) -> np.ndarray:
-    photo = Image.open(path)
-    w, h = photo.size
-    resized = np.asarray(photo.resize((int(scale * w), int(scale * h)), resample=Image.BICUBIC))
-    return torch.as_tensor((resized.transpose((2, 0, 1)) / 255).copy()).float().numpy()
-
-
-def milesial_mask(path, scale: float) -> np.ndarray:
-    mask = Image.open(path)
-    w, h = mask.size
-    resized = np.asarray(mask.resize((int(scale * w), int(scale * h)), resample=Image.NEAREST))
-    return (resized > 0).astype(np.int64)  # mask_values [0, 1] (or [0, 255]) -> class indices
-
-
-def milesial_dice(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> list[float]:
-    """Per image, foreground class: what milesial's evaluate averages when batch_size=1."""
-    classes = logits.shape[1]
-    pred = torch.nn.functional.one_hot(logits.argmax(dim=1), classes).permute(0, 3, 1, 2).float()[:, 1:]
-    true = torch.nn.functional.one_hot(mask, classes).permute(0, 3, 1, 2).float()[:, 1:]
-    scores = []
-    for p, t in zip(pred, true, strict=True):
-        inter = torch.dot(p.reshape(-1), t.reshape(-1))
-        sets = p.sum() + t.sum()
-        if sets.item() == 0:
-            sets = 2 * inter
-        scores.append(float((2 * inter + eps) / (sets + eps)))
-    return scores
 
 
 def _carvana_samples(count: int) -> list[Sample]:

@@ -142,7 +142,8 @@ def disagreements(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def fixed_batch(data_cfg, hw: tuple[int, int], num_images: int, num_calibration: int, prep=None):
-    """The first `num_images` evaluation images (and masks) and calibration images from other cars."""
+    """The first `num_images` evaluation images (and masks) and calibration images from other cars, preprocessed
+    as `prep` (the model's data.Preprocessing; default OpenCV bicubic)."""
     from .data import Preprocessing, list_samples, load_input, load_pair, select_calibration, select_eval
 
     prep = prep or Preprocessing()
