@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from unet_pipeline.summary import WIDTH
+
 from .conftest import run_cli
 
 
@@ -17,6 +19,12 @@ def test_no_argument_run_works_anywhere(tmp_path):
     assert record["metrics"]["num_images"] == 24
     assert record["metrics"]["dice"] >= 0.97
     assert proc.stdout.startswith("ran: unet_demo · openvino") and "force_float32" in proc.stdout
+    # it reads in a 100-column terminal; the wide table stays on disk
+    out = (proc.stdout + proc.stderr).replace("\r", "\n").splitlines()
+    too_wide = [line for line in out if len(line) > WIDTH and not line.startswith(("full table:", "record:"))]
+    assert not too_wide, too_wide
+    assert f"record: {run_dir.resolve() / 'result.json'}" in proc.stdout
+    assert (run_dir / "results.md").read_text().count("| unet_demo") == 1
     # the generated data is reused, never regenerated, on the next run
     marker = next((tmp_path / "outputs" / "demo_data").glob(".complete-v*"))
     again = run_cli(

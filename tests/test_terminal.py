@@ -92,18 +92,6 @@ def test_a_single_run_has_no_job_column_and_says_where_its_record_is(tmp_path):
     assert "force_float32" in lines[0] and lines[3].split()[0] == "dice" and lines[5].split()[-1] == "completed"
 
 
-def test_the_default_run_reads_in_100_columns(tmp_path):
-    proc = run_cli("progress=false", cwd=tmp_path, env={"CARVANA_DATASETS_PATH": ""})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.lstrip().startswith("ran: unet_demo · openvino")
-    out = (proc.stdout + proc.stderr).replace("\r", "\n").splitlines()
-    too_wide = [line for line in out if len(line) > WIDTH and not line.startswith(("full table:", "record:"))]
-    assert not too_wide, too_wide
-    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
-    assert f"record: {run_dir.resolve() / 'result.json'}" in proc.stdout
-    assert (run_dir / "results.md").read_text().count("| unet_demo") == 1  # the wide table stays on disk
-
-
 def test_help_is_the_projects_own(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
