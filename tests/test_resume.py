@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from .conftest import run_cli, tiny_overrides
 
@@ -50,6 +51,7 @@ def test_sweep_exports_once_builds_per_precision_and_resumes_by_skipping(tmp_pat
     assert all(cache_events(sweep, "export")) and all(cache_events(sweep, "engine"))  # the first run had misses
 
 
+@pytest.mark.slow  # ~23 s; the identity check is also unit-tested in test_cache.py
 def test_a_changed_config_in_the_same_dir_is_re_run(tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
     base = ["-m", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint)]
@@ -74,6 +76,7 @@ def _status(path: Path) -> str | None:
         return None
 
 
+@pytest.mark.slow  # ~31 s; with the 10 kill -9 trials
 def test_kill_9_mid_sweep_then_rerun_completes_the_table(tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
     args = ["-m", PRECISIONS, "batch=2", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint)]

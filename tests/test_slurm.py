@@ -15,6 +15,10 @@ import pytest
 
 from .conftest import REPO, run_cli, tiny_overrides
 
+# slow: bringing the cluster up and two sweeps through it take ~80 s of the 15-minute default suite on 2 cores;
+# `python -m pytest -m slow` runs them
+pytestmark = pytest.mark.slow
+
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
 COLUMNS = ["job.precision", "job.batch", "status", "metrics.dice", "metrics.num_images"]
 

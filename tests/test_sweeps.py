@@ -102,6 +102,7 @@ def test_user_config_group_via_searchpath(tmp_path, tiny_dataset, tiny_checkpoin
     assert "name: mine" in proc.stdout
 
 
+@pytest.mark.slow  # ~38 s; every engine is also checked by test_agreement.py
 def test_one_sweep_across_engines(tmp_path, tiny_dataset, tiny_checkpoint):
     proc = run_cli(
         "-m",
