@@ -29,31 +29,19 @@ QUICK = [
     ],
 )
 def test_benchmark_script_prints_ratios(script, expect):
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmark" / script), *QUICK],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    proc = run_script(script, *QUICK)
     assert expect in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python benchmark/<script> args` from the repository's root, as the README shows it."""
+    command = [sys.executable, str(REPO / "benchmark" / script), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
 @pytest.mark.slow
 def test_agreement_script_on_the_demo():
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmark" / "agreement.py"),
-            "model=unet_demo",
-            "num_images=2",
-            "num_calibration=8",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    proc = run_script("agreement.py", "model=unet_demo", "num_images=2", "num_calibration=8")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pytorch-eager" in proc.stdout and "openvino" in proc.stdout
 
@@ -77,12 +65,6 @@ def test_benchmark_script_help_and_bad_arguments_run_nothing(script, tmp_path):
 @pytest.mark.slow
 @needs_carvana()
 def test_milesial_reference_script_agrees_on_real_images():
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmark" / "milesial_reference.py"), "data.num_images=3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    proc = run_script("milesial_reference.py", "data.num_images=3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pipeline Dice" in proc.stdout and "milesial's preprocessing + Dice" in proc.stdout
