@@ -275,7 +275,10 @@ def markdown(frame: pd.DataFrame) -> str:
 def _add_intervals(frame: pd.DataFrame, deltas: pd.DataFrame) -> None:
     """Per job, the paired 95 % interval of its per-image Δ against its fp32 row (model and full resolution),
     whether it excludes zero, the worst image, and the cells the table shows (stats.py)."""
-    for column, prefix in (("delta", "dice"), ("delta_full", "dice_full")):
+    for column, prefix, worst_column in (
+        ("delta", "dice", "worst_image_delta_vs_fp32"),
+        ("delta_full", "dice_full", "worst_image_full_delta_vs_fp32"),
+    ):
         intervals: dict[str, stats.Interval] = {}
         worst: dict[str, float] = {}
         if column in deltas:
@@ -283,7 +286,7 @@ def _add_intervals(frame: pd.DataFrame, deltas: pd.DataFrame) -> None:
                 intervals[job] = stats.paired_interval(rows[column].to_numpy())
                 worst[job] = float(rows[column].min())
         found = [intervals.get(job) for job in frame["job_dir"]]
-        if prefix == "dice_full":
+        if prefix == "dice_full":  # the model-size mean is already there (_add_fp32_comparison)
             frame["dice_full_delta_vs_fp32"] = [i.mean if i else None for i in found]
         frame[f"{prefix}_delta_ci_low"] = [i.low if i else None for i in found]
         frame[f"{prefix}_delta_ci_high"] = [i.high if i else None for i in found]
@@ -291,7 +294,6 @@ def _add_intervals(frame: pd.DataFrame, deltas: pd.DataFrame) -> None:
         frame[f"{prefix}_delta_shown"] = [
             f"{i.describe()}{' *' if i.distinguishable else ''}" if i else None for i in found
         ]
-        worst_column = "worst_image_delta_vs_fp32" if prefix == "dice" else "worst_image_full_delta_vs_fp32"
         frame[worst_column] = [worst.get(job) for job in frame["job_dir"]]
 
 

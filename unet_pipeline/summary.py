@@ -44,10 +44,6 @@ def _number(value: object) -> str:
     return f"{value:.1f}" if size >= 10 else f"{value:.3g}" if size >= 0.01 else f"{value:.2g}"
 
 
-def _pair(first: object, second: object) -> str:
-    return f"{_number(first)}/{_number(second)}"
-
-
 def _hardware(row: pd.Series) -> str:
     """The GPU where one was used, else the CPU and its int8 class, e.g. 'AMD EPYC (avx2)'."""
     gpu = row.get("machine.gpu")

@@ -77,14 +77,6 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def warmup_budget(cfg) -> Budget:
-    return Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
-
-
-def timed_budget(cfg) -> Budget:
-    return Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
-
-
 def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progress: bool) -> list[float]:
     """Synchronous calls under `budget`, each one's seconds; a bar naming what is timed, with an ETA."""
     latencies: list[float] = []
@@ -101,7 +93,8 @@ def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progr
 
 def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
     """Warm-up, then calls one request at a time, each bounded by count and time (Budget)."""
-    warm, timed = warmup_budget(cfg), timed_budget(cfg)
+    warm = Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
+    timed = Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
     start = time.perf_counter()
     warm_calls = _calls(session, batch, warm, f"benchmark warm-up, batch {len(batch)}", progress)
     warm_seconds = time.perf_counter() - start
