@@ -141,4 +141,26 @@ def test_sweep_table_has_speed_columns_and_a_pareto_plot(tmp_path, tiny_dataset,
         )
     markdown = (sweep / "results.md").read_text()
     assert "p50 ms" in markdown and "speed-up vs fp32" in markdown and "](pareto.png)" in markdown
-    assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](pareto_full_res.png)" in markdown  # the same plot with the full-resolution Dice
+    for plot in ("pareto.png", "pareto_full_res.png"):
+        assert (sweep / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_full_resolution_plot_without_full_resolution_dice(tmp_path):
+    from unet_pipeline.results import FULL_RES_PLOT_FILE, PLOT_FILE, plot_pareto
+
+    frame = pd.DataFrame(
+        {
+            "job_dir": ["a", "b"],
+            "job.engine": ["openvino"] * 2,
+            "job.precision": ["force_float32", "qint8_mixed_float32"],
+            "job.batch": [1, 1],
+            "benchmark.engine.throughput_ips": [10.0, 20.0],
+            "metrics.dice": [0.99, 0.98],
+            "metrics.dice_full": [np.nan, np.nan],  # metrics.full_resolution=false
+            **{f"{p}_delta_{e}": [np.nan] * 2 for p in ("dice", "dice_full") for e in ("vs_fp32", "ci_low", "ci_high")},
+        }
+    )
+    assert not plot_pareto(frame, tmp_path / FULL_RES_PLOT_FILE, tmp_path)
+    assert not (tmp_path / FULL_RES_PLOT_FILE).exists()
+    assert plot_pareto(frame, tmp_path / PLOT_FILE, tmp_path) and (tmp_path / PLOT_FILE).exists()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from unet_pipeline.config import bundled_checkpoint
-from unet_pipeline.data import list_samples, select_eval
+from unet_pipeline.data import list_samples, select_eval, to_model_input
 from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import run_job
-from unet_pipeline.train import train, train_val_samples
+from unet_pipeline.train import crop_size, make_batch, train, train_val_samples
 
 from .conftest import TINY_FRAME, write_dataset
 
@@ -103,6 +104,33 @@ def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data
     longer = compose_cfg([*overrides[:-1], "train.epochs=5", f"train.resume={part / 'last.pth'}"], config_name="train")
     with pytest.raises(PipelineError, match="continues a run of 3 epochs"):
         train(longer, tmp_path / "x")
+
+
+def test_crops_cut_image_and_mask_at_the_same_place():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
+    labels = (pixels[..., 0] > 127).astype(np.uint8)  # each label follows its own pixel
+    x, y = make_batch(pixels, labels, (32, 48), np.random.default_rng(1))
+    assert x.shape == (3, 3, 32, 48) and y.shape == (3, 32, 48) and y.dtype == torch.int64
+    assert torch.equal(y, (x[:, 0] > 127 / 255).long())
+    corners = [x_i.numpy()[:, :1, :1] for x_i in x]  # where each crop's top-left pixel sits in its image
+    offsets = {tuple(np.argwhere((to_model_input(p) == c).all(0))[0]) for p, c in zip(pixels, corners, strict=True)}
+    assert len(offsets) > 1  # each image at its own offset
+    whole, _ = make_batch(pixels, labels, None, np.random.default_rng(1))
+    assert np.array_equal(whole.numpy(), np.stack([to_model_input(p) for p in pixels]))  # as the engine is fed
+
+
+def test_crop_larger_than_the_input_is_refused(compose_cfg):
+    cfg = compose_cfg([*TINY_TRAIN, "train.crop=[64,200]"], config_name="train")
+    with pytest.raises(PipelineError, match=r"train.crop=\[64, 200\] must be .* within the model input 64x96"):
+        crop_size(cfg.train, (64, 96))
+
+
+def test_training_on_crops_validates_on_whole_inputs(compose_cfg, train_data, tmp_path):
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.epochs=1", "train.crop=[32,48]"], "train")
+    summary = train(cfg, tmp_path)
+    assert summary["crop"] == [32, 48] and summary["input_size"] == [64, 96]
+    assert 0 < summary["best_val_dice"] <= 1
 
 
 @pytest.mark.parametrize(("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16)])

@@ -287,6 +287,7 @@ class TrainSettings:
     init_checkpoint: str | None = None
     resume: str | None = None
     progress: bool = True
+    crop: list[int] | None = None
 
 
 @dataclass

@@ -50,7 +50,12 @@ MD_COLUMNS = [
     ("status", "status"),
     ("error / notes", "remarks"),
 ]
-PLOT_FILE = "pareto.png"
+PLOT_FILE, FULL_RES_PLOT_FILE = "pareto.png", "pareto_full_res.png"
+# Dice axis of each plot: (per-job Dice, its Δ and interval prefix, per_image.csv column, axis label)
+PLOT_AXES = {
+    PLOT_FILE: ("metrics.dice", "dice", "dice", "Dice (model resolution)"),
+    FULL_RES_PLOT_FILE: ("metrics.dice_full", "dice_full", "dice_full", "Dice (full resolution, source frame)"),
+}
 _DROP = ("config", "traceback")
 
 
@@ -223,8 +228,12 @@ def _add_fp32_comparison(frame: pd.DataFrame) -> None:
 
 def plot_pareto(frame: pd.DataFrame, path: Path, root: Path) -> bool:
     """Throughput against Dice, one labelled point per job with its paired 95 % interval against its fp32 row,
-    and the front of points no other beats *distinguishably* (stats.distinguishable_front); False if nothing."""
-    rows = frame[frame["metrics.dice"].notna() & frame["benchmark.engine.throughput_ips"].notna()]
+    and the front of points no other beats *distinguishably* (stats.distinguishable_front); False if nothing.
+    The Dice is the model-resolution one for pareto.png, the full-resolution one for pareto_full_res.png."""
+    dice, prefix, per_image_column, axis_label = PLOT_AXES[path.name]
+    if dice not in frame:
+        return False
+    rows = frame[frame[dice].notna() & frame["benchmark.engine.throughput_ips"].notna()]
     if rows.empty:
         return False
     import matplotlib
@@ -234,17 +243,16 @@ def plot_pareto(frame: pd.DataFrame, path: Path, root: Path) -> bool:
     import matplotlib.ticker
 
     x = rows["benchmark.engine.throughput_ips"].astype(float).tolist()
-    y = rows["metrics.dice"].astype(float).tolist()
-    low = [m - lo if pd.notna(lo) else 0.0 for m, lo in zip(rows["dice_delta_vs_fp32"], rows["dice_delta_ci_low"],
-                                                           strict=True)]  # fmt: skip
-    high = [hi - m if pd.notna(hi) else 0.0 for m, hi in zip(rows["dice_delta_vs_fp32"], rows["dice_delta_ci_high"],
-                                                            strict=True)]  # fmt: skip
+    y = rows[dice].astype(float).tolist()
+    mean, ci_low, ci_high = (rows[f"{prefix}_delta_{end}"] for end in ("vs_fp32", "ci_low", "ci_high"))
+    low = [m - lo if pd.notna(lo) else 0.0 for m, lo in zip(mean, ci_low, strict=True)]
+    high = [hi - m if pd.notna(hi) else 0.0 for m, hi in zip(mean, ci_high, strict=True)]
     several_engines = rows["job.engine"].nunique() > 1
     labels = [
         f"{p} b{b}" + (f" {e}" if several_engines else "")
         for p, b, e in zip(rows["job.precision"], rows["job.batch"], rows["job.engine"], strict=True)
     ]
-    per_image = [compare.per_image_dice(root, job) for job in rows["job_dir"]]
+    per_image = [compare.per_image_dice(root, job, per_image_column) for job in rows["job_dir"]]
     front = sorted(stats.distinguishable_front(x, per_image), key=lambda i: x[i])
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.errorbar(x, y, yerr=[np.maximum(low, 0), np.maximum(high, 0)], fmt="o", color="tab:blue", ecolor="tab:gray",
@@ -255,7 +263,7 @@ def plot_pareto(frame: pd.DataFrame, path: Path, root: Path) -> bool:
         ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 6 if n % 2 else -12), fontsize=8)
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter(useOffset=False))  # plain Dice values
     ax.set_xlabel("engine throughput (images/s, sync)")
-    ax.set_ylabel("Dice")
+    ax.set_ylabel(axis_label)
     ax.set_title(f"Throughput vs Dice: {path.parent.name}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
@@ -320,8 +328,11 @@ def write_tables(root: Path) -> pd.DataFrame:
     header = (
         f"# Results: {root.name}\n\n{len(frame)} jobs, {len(frame) - failed} completed, {failed} not completed.\n\n"
     )
-    plotted = len(frame) > 1 and plot_pareto(frame, root / PLOT_FILE, root)
-    figure = f"\n![throughput vs Dice, Pareto front marked]({PLOT_FILE})\n" if plotted else ""
+    figure = "".join(
+        f"\n![throughput vs {PLOT_AXES[name][3]}, Pareto front marked]({name})\n"
+        for name in PLOT_AXES
+        if len(frame) > 1 and plot_pareto(frame, root / name, root)
+    )
     legend = (
         "\nΔ columns: mean per-image difference to the same engine's fp32 row with its paired 95 % bootstrap "
         "interval over images; `*`: the interval excludes 0 (a difference beyond the images' noise).\n"

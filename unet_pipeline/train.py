@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import preflight
 from .config import register_configs
-from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval
+from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval, to_model_input
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .model import build_unet, input_hw, load_unet
@@ -53,10 +53,40 @@ def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Samp
 
 
 def load_arrays(samples: list[Sample], hw: tuple[int, int], prep: Preprocessing, progress: bool, desc: str):
-    """Decode and preprocess once, exactly as inference does (the model's Preprocessing); epochs then read from
-    memory."""
-    pairs = [load_pair(s, hw, prep) for s in tqdm(samples, desc=desc, disable=not progress)]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.int64)
+    """Decode and resize once, exactly as inference does (the model's Preprocessing); epochs then read from
+    memory. Kept as uint8 pixels (HxWx3) and uint8 labels: a quarter of float32's memory (6 GB at 640x959)."""
+    pairs = [load_pair(s, hw, prep, uint8_nhwc=True) for s in tqdm(samples, desc=desc, disable=not progress)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.uint8)
+
+
+def make_batch(
+    pixels: np.ndarray, labels: np.ndarray, crop: tuple[int, int] | None, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch as the engine is fed (float32 NCHW in [0, 1], `to_model_input`), each image cropped at
+    its own random offset when `crop` (height, width) is set: the UNet is fully convolutional, so crops of the
+    full-size input train it at a fraction of a full frame's cost."""
+    if crop is not None:
+        height, width = labels.shape[1:]
+        tops = rng.integers(0, height - crop[0] + 1, len(pixels))
+        lefts = rng.integers(0, width - crop[1] + 1, len(pixels))
+        windows = [np.s_[t : t + crop[0], left : left + crop[1]] for t, left in zip(tops, lefts, strict=True)]
+        pixels = np.stack([p[w] for p, w in zip(pixels, windows, strict=True)])
+        labels = np.stack([m[w] for m, w in zip(labels, windows, strict=True)])
+    x = np.stack([to_model_input(p) for p in pixels])
+    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+
+
+def crop_size(tc: DictConfig, hw: tuple[int, int]) -> tuple[int, int] | None:
+    """train.crop as (height, width), checked against the model input it is cut from."""
+    if not tc.crop:
+        return None
+    crop = (int(tc.crop[0]), int(tc.crop[1]))
+    if len(tc.crop) != 2 or not (0 < crop[0] <= hw[0] and 0 < crop[1] <= hw[1]):
+        raise PipelineError(
+            f"train.crop={list(tc.crop)} must be [height, width] within the model input {hw[0]}x{hw[1]}; "
+            "use e.g. train.crop=[320,480], or train.crop=null for whole inputs"
+        )
+    return crop
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -82,7 +112,8 @@ def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch:
     net.eval()
     scores = []
     for i in range(0, len(images), batch):
-        logits = net(torch.from_numpy(images[i : i + batch])).float().numpy()
+        x = np.stack([to_model_input(p) for p in images[i : i + batch]])
+        logits = net(torch.from_numpy(x)).float().numpy()
         scores.append(dice_per_image(predict_labels(logits), masks[i : i + batch]))
     net.train()
     return float(np.concatenate(scores).mean())
@@ -108,16 +139,18 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     hw = input_hw(cfg.model, cfg.data)
+    crop = crop_size(tc, hw)
     ensure_configured(cfg.data)
     samples = list_samples(cfg.data.root, cfg.data)
     train_set, val_set = train_val_samples(samples, cfg)
     log.info(
-        "training on %d images (%d cars), validating on %d images (%d cars), input %dx%d",
+        "training on %d images (%d cars), validating on %d images (%d cars), input %dx%d, crops %s",
         len(train_set),
         len({s.car for s in train_set}),
         len(val_set),
         len({s.car for s in val_set}),
         *hw,
+        "off" if crop is None else f"{crop[0]}x{crop[1]}",
     )
     prep = Preprocessing.of(cfg.model, cfg.data)
     x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
@@ -155,7 +188,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
         for i in bar:
             idx = np.sort(order[i : i + tc.batch_size])
-            x, y = torch.from_numpy(x_train[idx]), torch.from_numpy(y_train[idx])
+            x, y = make_batch(x_train[idx], y_train[idx], crop, rng)
             x = x.contiguous(memory_format=torch.channels_last)
             if tc.hflip and rng.random() < 0.5:
                 x, y = x.flip(-1), y.flip(-1)
@@ -206,6 +239,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "history": history,
         "bf16_autocast": bf16,
         "input_size": list(hw),
+        "crop": None if crop is None else list(crop),
         "train_images": len(train_set),
         "val_images": len(val_set),
         "config": OmegaConf.to_container(cfg, resolve=True),
