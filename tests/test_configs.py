@@ -11,7 +11,7 @@ from omegaconf.errors import ValidationError
 from unet_pipeline.config import PrecisionMode
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ["model", "precision", "shape", "calibration", "device", "engine", "data", "recipe"]
+GROUPS = ["model", "precision", "shape", "calibration", "device", "engine", "data", "recipe", "logger"]
 
 
 def options(group: str) -> list[str]:
@@ -50,7 +50,7 @@ def test_defaults(compose_cfg):
     assert cfg.device.name == "cpu" and cfg.engine._target_.endswith("OpenVINOEngine")
 
 
-@pytest.mark.parametrize("model", ["unet_carvana", "unet_carvana_small"])
+@pytest.mark.parametrize("model", ["unet_carvana", "unet_carvana_small", "unet_carvana_small_640"])
 def test_carvana_models_bring_carvana_data(compose_cfg, model):
     cfg = compose_cfg([f"model={model}"])
     assert cfg.data.name == "carvana" and cfg.data.synthetic is None

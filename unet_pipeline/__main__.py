@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.unet_pipeline_slurm import ensure_registered
 
-from . import preflight, results
+from . import preflight, results, tracking
 from .config import register_configs
 from .job import run_job
 from .job_record import RESULT_FILE
@@ -30,9 +30,14 @@ def main(cfg: DictConfig) -> None:
     record = run_job(
         cfg, out_dir, list(hydra_cfg.overrides.task), reraise_unexpected=os.environ.get("HYDRA_FULL_ERROR") == "1"
     )
+    target = tracking.Target.of(cfg.logger, hydra_cfg.runtime.choices, cfg.model.name)
     if hydra_cfg.mode == RunMode.MULTIRUN:
+        if target is not None:  # each job logs itself from where it ran; the sweep's run is its parent
+            tracking.track_job(target, out_dir, Path(hydra_cfg.sweep.dir))
         return  # the sweep's table and exit status come from ResultsTableCallback
     frame = results.write_tables(out_dir)
+    if target is not None and tracking.track_sweep(target, out_dir, frame) is None:
+        frame = results.write_tables(out_dir)  # the row now says it was not tracked
     print_report(frame, out_dir, record=out_dir / RESULT_FILE)
     if record["status"] not in results.OK_STATUSES:
         print(f"error: {record['error']}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from . import results
+from . import results, tracking
 from .summary import print_report
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,23 @@ class ResultsTableCallback(Callback):
     aggregator can also be run on its own: `python -m unet_pipeline.results <sweep_dir>`.
     """
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        target = _target(config)
+        if target is not None:  # the parent run exists before any job, wherever the launcher runs them
+            tracking.open_sweep(target, Path(config.hydra.sweep.dir))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = results.write_tables(sweep_dir)
         print_report(frame, sweep_dir)
+        target = _target(config)
+        if target is not None:
+            tracking.track_sweep(target, sweep_dir, frame)
         if not results.all_completed(frame):
             failed = int((~frame["status"].isin(results.OK_STATUSES)).sum())
             print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)
             sys.exit(1)
+
+
+def _target(config: DictConfig) -> tracking.Target | None:
+    return tracking.Target.of(config.get("logger"), config.hydra.runtime.choices, config.model.name)

@@ -251,6 +251,23 @@ class CacheConfig:
     dir: str = "outputs/cache"
 
 
+class LoggerKind(str, Enum):
+    none = "none"
+    mlflow = "mlflow"
+
+
+@dataclass
+class LoggerConfig:
+    """conf/logger/*.yaml: experiment tracking (unet_pipeline/tracking.py)."""
+
+    name: LoggerKind = LoggerKind.none
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 1
+    artifacts: bool = True
+
+
 @dataclass
 class PipelineConfig:
     model: ModelConfig = MISSING
@@ -264,6 +281,7 @@ class PipelineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     save: SaveConfig = field(default_factory=SaveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     batch: int = 1
     dry_run: bool = False
     strict_precision: bool = True

@@ -27,7 +27,7 @@ EXPORT_TOOLS = {
     "torchscript": ("torch",),
 }
 # Keys that change how a job runs or where it writes, never what it measures: not part of its identity.
-NOT_JOB_IDENTITY = ("progress", "force", "cache")
+NOT_JOB_IDENTITY = ("progress", "force", "cache", "logger")  # how a job runs or is tracked, not what it measures
 
 
 def _version(package: str) -> str | None:

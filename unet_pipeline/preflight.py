@@ -73,6 +73,11 @@ def _input_problem(cfg, config_name: str) -> str | None:
     try:
         if config_name == "pipeline":
             check_ranges(cfg)
+            if str(cfg.logger.name.value) == "mlflow":
+                from .tracking import INSTALL_HINT, installed
+
+                if not installed():
+                    return INSTALL_HINT
         if plan_data(cfg.data) == "real":
             require_root(cfg.data.root)
         calibrated = config_name == "pipeline" and str(cfg.precision.mode.value).startswith("qint")

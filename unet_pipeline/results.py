@@ -354,6 +354,10 @@ def all_completed(frame: pd.DataFrame) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unet_pipeline.results", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep (or run) dir holding job result.json files")
+    parser.add_argument("--log", action="store_true", help="also log it to MLflow (runs already there are kept)")
+    parser.add_argument("--tracking-uri", help="MLflow server or store (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite under outputs/)")  # fmt: skip
+    parser.add_argument("--experiment", help="MLflow experiment (default: the sweep's experiment or model name)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
@@ -365,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     from .summary import print_report  # summary builds on this module
 
     print_report(frame, args.sweep_dir)
+    if args.log:
+        from . import tracking
+
+        target = tracking.target_for_dir(args.sweep_dir, frame, args.tracking_uri, args.experiment)
+        if target is None:
+            print(f"error: {tracking.INSTALL_HINT}", file=sys.stderr)
+            return 2
+        tracking.track_sweep(target, args.sweep_dir, frame)
     return 0 if all_completed(frame) else 1
 
 

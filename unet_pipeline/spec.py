@@ -103,6 +103,8 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("benchmark.max_seconds", lambda v: v > 0, "a positive number of seconds (the cap on each measurement)"),
     ("benchmark.vendor_seconds", lambda v: v > 0, "a positive number of seconds"),
     ("benchmark.repeats", lambda v: v >= 1, "1 or more"),
+    ("logger.timeout_s", lambda v: v > 0, "a positive number of seconds (per request to the tracking server)"),
+    ("logger.retries", lambda v: 0 <= v <= 10, "0 to 10 (MLflow's limit)"),
 )
 
 

@@ -1,0 +1,200 @@
+"""logger=mlflow against a real MLflow tracking server on 127.0.0.1 (SQLite in a temp dir), read back with
+MLflow's own client: a sweep is a parent run with its jobs nested, re-running it duplicates nothing, a failed job
+is a FAILED run, and a server that is down or dies mid-sweep costs no result."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import run_cli, tiny_overrides
+
+mlflow = pytest.importorskip("mlflow", reason='MLflow not installed: pip install ".[mlflow]"')
+from mlflow import MlflowClient  # noqa: E402
+
+from unet_pipeline import preflight, tracking  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`mlflow server` on a free port with its own SQLite store and artifact dir; stopped (its whole process
+    group) when the block ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               *store]  # fmt: skip
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        deadline = time.monotonic() + 180
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield uri, proc
+    finally:
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as (uri, _):
+        yield uri
+
+
+def runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def logger(uri: str, experiment: str) -> list[str]:
+    return ["logger=mlflow", f"logger.tracking_uri={uri}", f"logger.experiment={experiment}", "logger.timeout_s=3"]
+
+
+def test_a_sweep_is_a_parent_run_with_nested_jobs_and_a_rerun_adds_none(server, tmp_path, tiny_dataset,
+                                                                      tiny_checkpoint):  # fmt: skip
+    sweep = tmp_path / "sweep"
+    args = ["-m", "precision=force_float32,qint8_mixed_float32", "batch=1,2", f"hydra.sweep.dir={sweep}",
+            *tiny_overrides(tiny_dataset, tiny_checkpoint), *logger(server, "sweep2x2")]  # fmt: skip
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tracked: MLflow" in proc.stdout
+    found = runs(server, "sweep2x2")
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_completed"] == 4
+    client = MlflowClient(server)
+    assert {"results.md", "results.csv", "pareto.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    table = pd.read_csv(sweep / "results.csv").set_index(["job.precision", "job.batch"])
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id and child.info.status == "FINISHED"
+        params, metrics = child.data.params, child.data.metrics
+        row = table.loc[(params["precision"], int(params["batch"]))]
+        assert params["engine"] == "openvino" and params["resize"] == row["job.resize"] and params["checkpoint_sha256"]
+        assert metrics["metrics.dice"] == pytest.approx(row["metrics.dice"])
+        assert metrics["benchmark.engine.throughput_ips"] == pytest.approx(row["benchmark.engine.throughput_ips"])
+        assert "benchmark.engine.latency_ms.p99" in metrics and "benchmark.end_to_end.throughput_ips" in metrics
+        assert metrics["dice_delta_vs_fp32"] == pytest.approx(row["dice_delta_vs_fp32"])  # the sweep's comparison
+        if params["precision"] != "force_float32":
+            assert "dice_delta_ci_low" in metrics and "dice_delta_distinguishable" in child.data.tags
+        assert {"result.json", "per_image.csv", "hydra"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert child.data.tags["status"] == "completed" and child.data.tags["machine"].endswith(os.uname().nodename)
+
+    again = run_cli(*args, cwd=tmp_path)  # resume skips every job: no second run of any
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(r.info.run_id for r in runs(server, "sweep2x2")) == sorted(r.info.run_id for r in found)
+
+
+def test_a_failed_job_is_a_failed_run_with_its_error(server, tmp_path, tiny_dataset, tiny_checkpoint):
+    run_dir = tmp_path / "run"
+    args = ["engine=torch", "precision=qint8_mixed_float16", f"hydra.run.dir={run_dir}", *logger(server, "failing")]
+    proc = run_cli(*args, *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
+    assert proc.returncode == 1
+    record = json.loads((run_dir / "result.json").read_text())
+    (run,) = runs(server, "failing")
+    assert record["status"] == "failed" and run.info.status == "FAILED"
+    assert run.data.tags["error"] == record["error"] and run.data.tags["status"] == "failed"
+
+
+def test_an_unreachable_server_costs_nothing_but_a_note(tmp_path, tiny_dataset, tiny_checkpoint, monkeypatch):
+    run_dir = tmp_path / "run"
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = run_cli(f"hydra.run.dir={run_dir}", *tiny_overrides(tiny_dataset, tiny_checkpoint), *logger(dead, "x"),
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "completed" and record["metrics"]["dice"] is not None
+    (note,) = [n for n in record["notes"] if n.startswith("not tracked:")]
+    assert dead in note and f"python -m unet_pipeline.results {run_dir} --log" in note
+    assert "not tracked" in (run_dir / "results.md").read_text() and "not tracked" in proc.stderr
+
+    # logged after the fact into a local store (SQLite under ./outputs, where the default points)
+    monkeypatch.chdir(tmp_path)
+    from unet_pipeline import results
+
+    store = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    assert results.main([str(run_dir), "--log", "--tracking-uri", store]) == 0
+    (run,) = runs(store, "x")  # the experiment the job was configured with
+    assert run.info.status == "FINISHED" and run.data.metrics["metrics.dice"] == pytest.approx(
+        record["metrics"]["dice"]
+    )
+    assert (tmp_path / "outputs" / "mlartifacts").is_dir()
+
+
+def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server, tmp_path, tiny_dataset,
+                                                                     tiny_checkpoint):  # fmt: skip
+    sweep = tmp_path / "sweep"
+    with mlflow_server(tmp_path / "doomed") as (doomed, proc):
+        args = ["-m", "batch=1,2,3", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
+                *logger(doomed, "doomed")]  # fmt: skip
+        sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not any("mlflow.parentRunId" in r.data.tags for r in runs(doomed, "doomed")):
+            assert sweep_proc.poll() is None and time.monotonic() < deadline, "no job was logged"
+            time.sleep(0.5)
+        stop(proc)  # killed once the first job is in
+        _, err = sweep_proc.communicate(timeout=600)
+    assert sweep_proc.returncode == 0, err[-2000:]
+    records = [json.loads((sweep / str(n) / "result.json").read_text()) for n in range(3)]
+    assert [r["status"] for r in records] == ["completed"] * 3
+    assert any(n.startswith("not tracked:") for r in records for n in r["notes"])
+    assert len(pd.read_csv(sweep / "results.csv")) == 3 and "warning: not tracked" in err
+
+    # the whole sweep, logged after the fact to a server that is up
+    after = run_cli(str(sweep), "--log", "--tracking-uri", server, "--experiment", "after", cwd=tmp_path,
+                    module="unet_pipeline.results")  # fmt: skip
+    assert after.returncode == 0, after.stderr[-2000:]
+    found = runs(server, "after")
+    assert len(found) == 4 and sum("mlflow.parentRunId" in r.data.tags for r in found) == 3
+
+
+def test_logger_mlflow_without_mlflow_is_one_line_naming_the_install(monkeypatch):
+    monkeypatch.setattr(tracking, "installed", lambda: False)
+    assert preflight.check(["logger=mlflow"], "pipeline") == tracking.INSTALL_HINT
+    assert 'pip install ".[mlflow]"' in tracking.INSTALL_HINT
+
+
+def test_where_runs_go_by_default(compose_cfg, monkeypatch):
+    cfg = compose_cfg(["logger=mlflow"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracker:5000")
+    target = tracking.Target.of(cfg.logger, {"experiment": "int8_every_cpu"}, cfg.model.name)
+    assert target.uri == "http://tracker:5000" and target.experiment == "int8_every_cpu"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    target = tracking.Target.of(cfg.logger, {"experiment": None}, cfg.model.name)
+    assert target.uri == f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}" and target.experiment == "unet_demo"
+    assert tracking.Target.of(compose_cfg([]).logger, {}, "m") is None  # logger=none, the default
