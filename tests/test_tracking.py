@@ -68,9 +68,17 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as (uri, _):
-        yield uri
+def server_proc(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as started:
+        yield started
+
+
+@pytest.fixture
+def server(server_proc) -> str:
+    uri, proc = server_proc
+    if proc.poll() is not None:
+        pytest.fail("the module's MLflow server was stopped by an earlier test (run the kill test last)")
+    return uri
 
 
 def runs(uri: str, experiment: str) -> list:
@@ -155,34 +163,6 @@ def test_an_unreachable_server_costs_nothing_but_a_note(tmp_path, tiny_dataset, 
     assert (tmp_path / "outputs" / "mlartifacts").is_dir()
 
 
-def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server, tmp_path, tiny_dataset,
-                                                                     tiny_checkpoint):  # fmt: skip
-    sweep = tmp_path / "sweep"
-    with mlflow_server(tmp_path / "doomed") as (doomed, proc):
-        args = ["-m", "batch=1,2,3", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
-                *logger(doomed, "doomed")]  # fmt: skip
-        sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        deadline = time.monotonic() + 300
-        while not any("mlflow.parentRunId" in r.data.tags for r in runs(doomed, "doomed")):
-            assert sweep_proc.poll() is None and time.monotonic() < deadline, "no job was logged"
-            time.sleep(0.5)
-        stop(proc)  # killed once the first job is in
-        _, err = sweep_proc.communicate(timeout=600)
-    assert sweep_proc.returncode == 0, err[-2000:]
-    records = [json.loads((sweep / str(n) / "result.json").read_text()) for n in range(3)]
-    assert [r["status"] for r in records] == ["completed"] * 3
-    assert any(n.startswith("not tracked:") for r in records for n in r["notes"])
-    assert len(pd.read_csv(sweep / "results.csv")) == 3 and "warning: not tracked" in err
-
-    # the whole sweep, logged after the fact to a server that is up
-    after = run_cli(str(sweep), "--log", "--tracking-uri", server, "--experiment", "after", cwd=tmp_path,
-                    module="unet_pipeline.results")  # fmt: skip
-    assert after.returncode == 0, after.stderr[-2000:]
-    found = runs(server, "after")
-    assert len(found) == 4 and sum("mlflow.parentRunId" in r.data.tags for r in found) == 3
-
-
 def test_logger_mlflow_without_mlflow_is_one_line_naming_the_install(monkeypatch):
     monkeypatch.setattr(tracking, "installed", lambda: False)
     assert preflight.check(["logger=mlflow"], "pipeline") == tracking.INSTALL_HINT
@@ -198,3 +178,34 @@ def test_where_runs_go_by_default(compose_cfg, monkeypatch):
     target = tracking.Target.of(cfg.logger, {"experiment": None}, cfg.model.name)
     assert target.uri == f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}" and target.experiment == "unet_demo"
     assert tracking.Target.of(compose_cfg([]).logger, {}, "m") is None  # logger=none, the default
+
+
+def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server_proc, tmp_path, tiny_dataset,
+                                                                     tiny_checkpoint):  # fmt: skip
+    """Last in the module: it kills the module's server once the sweep's first job is logged."""
+    uri, proc = server_proc
+    sweep = tmp_path / "sweep"
+    args = ["-m", "batch=1,2", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
+            *logger(uri, "doomed")]  # fmt: skip
+    sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not any("mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED" for r in runs(uri, "doomed")):
+        assert sweep_proc.poll() is None and time.monotonic() < deadline, "no job was logged"
+        time.sleep(0.5)
+    stop(proc)  # killed once the first job is wholly logged (its run ended)
+    _, err = sweep_proc.communicate(timeout=600)
+    assert sweep_proc.returncode == 0, err[-2000:]
+    records = [json.loads((sweep / str(n) / "result.json").read_text()) for n in range(2)]
+    assert [r["status"] for r in records] == ["completed"] * 2
+    assert [any(n.startswith("not tracked:") for n in r["notes"]) for r in records] == [False, True]
+    table = pd.read_csv(sweep / "results.csv")
+    assert len(table) == 2 and "not tracked" in table.loc[1, "notes"] and "warning: not tracked" in err
+
+    # the whole sweep, logged after the fact where tracking works (here a local store)
+    store = f"sqlite:///{tmp_path / 'after.db'}"
+    after = run_cli(str(sweep), "--log", "--tracking-uri", store, "--experiment", "after", cwd=tmp_path,
+                    module="unet_pipeline.results")  # fmt: skip
+    assert after.returncode == 0, after.stderr[-2000:]
+    found = runs(store, "after")
+    assert len(found) == 3 and sum("mlflow.parentRunId" in r.data.tags for r in found) == 2
