@@ -119,15 +119,21 @@ def _recorded_logger(root: Path) -> dict[str, Any]:
     return {}
 
 
-def _hydra_choice(root: Path, group: str) -> str | None:
-    """The option Hydra recorded for a group (multirun.yaml of a sweep, .hydra/hydra.yaml of a run)."""
+def _hydra_select(root: Path, key: str) -> Any:
+    """A value Hydra recorded for the sweep (multirun.yaml) or the run (.hydra/hydra.yaml), or None."""
     from omegaconf import OmegaConf
 
     for path in (root / "multirun.yaml", root / ".hydra" / "hydra.yaml"):
         if path.is_file():
-            choice = OmegaConf.select(OmegaConf.load(path), f"hydra.runtime.choices.{group}")
-            return str(choice) if choice not in (None, "null") else None
+            value = OmegaConf.select(OmegaConf.load(path), key)
+            return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     return None
+
+
+def _hydra_choice(root: Path, group: str) -> str | None:
+    """The option Hydra recorded for a config group, e.g. the experiment overlay's name."""
+    choice = _hydra_select(root, f"hydra.runtime.choices.{group}")
+    return str(choice) if choice not in (None, "null") else None
 
 
 def default_uri() -> str:
@@ -274,12 +280,18 @@ class Tracker:
                 self.client.log_artifacts(run_id, str(job_dir / name), artifact_path=name.lstrip("."))
 
     def finish_sweep(self, run_id: str, sweep_dir: Path, frame: pd.DataFrame) -> None:
-        from mlflow.entities import Metric
+        """The sweep's counts, command-line overrides, machines, tables and plots; then it ends."""
+        from mlflow.entities import Metric, RunTag
 
         completed = int(frame["status"].isin(("completed", "planned")).sum())
         now = int(dt.datetime.now().timestamp() * 1000)
         counts = {"jobs": len(frame), "jobs_completed": completed, "jobs_not_completed": len(frame) - completed}
-        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
+        tags = {"overrides": " ".join(_hydra_select(sweep_dir, "hydra.overrides.task") or [])}
+        machines = sorted({job_tags(row, sweep_dir)["machine"] for row in _rows(frame) if row.get("machine.cpu_model")})
+        if machines:
+            tags["machine"] = "; ".join(machines)
+        metrics = [Metric(k, v, now, 0) for k, v in counts.items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
         if self.target.artifacts:
             for name in SWEEP_ARTIFACTS:
                 if (sweep_dir / name).is_file():
@@ -338,8 +350,9 @@ def job_tags(row: Mapping[str, Any], job_dir: Path) -> dict[str, str]:
         "engine_version": str(row.get("job.engine_version")),
         "job_dir": str(job_dir.resolve()),
         "identity": str(row.get("identity")),
-        "mlflow.note.content": _text(row.get("remarks") or "", 5000),
     }
+    if row.get("remarks"):
+        tags["mlflow.note.content"] = _text(row["remarks"], 5000)  # the run's description in the UI
     if not _missing(row.get("error")):
         tags["error"] = _text(row.get("error"), 5000)
     return {**tags, **sweep_tags(row)}
