@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,46 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, module: st
         text=True,
         timeout=600,
     )
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory) -> Iterator[str]:
+    """One real MLflow tracking server for the session (tests/tracking_server.py); skips without the extra."""
+    pytest.importorskip("mlflow", reason='MLflow not installed: pip install ".[mlflow]"')
+    from .tracking_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as (uri, _):
+        yield uri
+
+
+@dataclass
+class Sweep:
+    """A finished sweep: where it ran, with which arguments, and where it was tracked (None: not tracked)."""
+
+    dir: Path
+    cwd: Path
+    args: list[str]
+    tracking_uri: str | None = None
+    experiment: str = "sweep2x2"
+    stdout: str = ""
+
+
+@pytest.fixture(scope="session")
+def sweep_2x2(tmp_path_factory, request) -> Sweep:
+    """fp32 and int8 at batch 1 and 2 on the tiny dataset, run once for the session by the CLI: read by the table
+    tests (test_sweeps.py) and, logged to the session's MLflow server where the extra is installed, by
+    test_tracking.py. Tests that change the sweep dir copy it first."""
+    root = tmp_path_factory.mktemp("sweep_2x2")
+    data, checkpoint = write_dataset(root / "data"), write_checkpoint(root / "tiny.pth")
+    sweep = Sweep(dir=root / "sweep", cwd=root, args=[])
+    tracking = []
+    if importlib.util.find_spec("mlflow") is not None:
+        sweep.tracking_uri = request.getfixturevalue("tracking_server")
+        tracking = ["logger=mlflow", f"logger.tracking_uri={sweep.tracking_uri}",
+                    f"logger.experiment={sweep.experiment}", "logger.timeout_s=3"]  # fmt: skip
+    sweep.args = ["-m", "precision=force_float32,qint8_mixed_float32", "batch=1,2", f"hydra.sweep.dir={sweep.dir}",
+                  *tiny_overrides(data, checkpoint), *tracking]  # fmt: skip
+    proc = run_cli(*sweep.args, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep.stdout = proc.stdout
+    return sweep

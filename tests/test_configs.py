@@ -118,7 +118,7 @@ def test_sweep_experiments_carry_their_axes_and_a_stable_dir(experiment, axes):
     sweep_dir = str(cfg.hydra.sweep._get_node("dir")._value())  # unresolved: ${hydra:...} needs a running app
     assert "now:" not in sweep_dir and experiment in sweep_dir
     if experiment.startswith("sample_"):
-        assert cfg.model.name == "unet_carvana" and cfg.calibration.num_samples == 50
+        assert cfg.model.name == "unet_carvana_small_640" and cfg.calibration.num_samples == 50  # bundled weights
         assert cfg.shape.mode.value == ("dynamic" if experiment == "sample_eval" else "static")
 
 

@@ -1,18 +1,14 @@
-"""logger=mlflow against a real MLflow tracking server on 127.0.0.1 (SQLite in a temp dir), read back with
-MLflow's own client: a sweep is a parent run with its jobs nested, re-running it duplicates nothing, a failed job
-is a FAILED run, and a server that is down or dies mid-sweep costs no result."""
+"""logger=mlflow against a real MLflow tracking server on 127.0.0.1 (SQLite in a temp dir, tests/tracking_server.py),
+read back with MLflow's own client: a sweep is a parent run with its jobs nested, re-running it duplicates nothing,
+a failed job is a FAILED run, and a server that is down or dies mid-sweep costs no result."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -25,60 +21,12 @@ from mlflow import MlflowClient  # noqa: E402
 
 from unet_pipeline import preflight, tracking  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`mlflow server` on a free port with its own SQLite store and artifact dir; stopped (its whole process
-    group) when the block ends."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               *store]  # fmt: skip
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import requests
-
-        deadline = time.monotonic() + 180
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield uri, proc
-    finally:
-        stop(proc)
-        log.close()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def server_proc(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as started:
-        yield started
+from .tracking_server import free_port, mlflow_server, stop  # noqa: E402
 
 
 @pytest.fixture
-def server(server_proc) -> str:
-    uri, proc = server_proc
-    if proc.poll() is not None:
-        pytest.fail("the module's MLflow server was stopped by an earlier test (run the kill test last)")
-    return uri
+def server(tracking_server) -> str:
+    return tracking_server
 
 
 def runs(uri: str, experiment: str) -> list:
@@ -91,20 +39,17 @@ def logger(uri: str, experiment: str) -> list[str]:
     return ["logger=mlflow", f"logger.tracking_uri={uri}", f"logger.experiment={experiment}", "logger.timeout_s=3"]
 
 
-def test_a_sweep_is_a_parent_run_with_nested_jobs_and_a_rerun_adds_none(server, tmp_path, tiny_dataset,
-                                                                      tiny_checkpoint):  # fmt: skip
-    sweep = tmp_path / "sweep"
-    args = ["-m", "precision=force_float32,qint8_mixed_float32", "batch=1,2", f"hydra.sweep.dir={sweep}",
-            *tiny_overrides(tiny_dataset, tiny_checkpoint), *logger(server, "sweep2x2")]  # fmt: skip
-    proc = run_cli(*args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "tracked: MLflow" in proc.stdout
-    found = runs(server, "sweep2x2")
+def test_a_sweep_is_a_parent_run_with_nested_jobs_and_a_rerun_adds_none(sweep_2x2):
+    """The session's 2x2 sweep (conftest.py), logged to the session's server as it ran."""
+    server, sweep = sweep_2x2.tracking_uri, sweep_2x2.dir
+    assert "tracked: MLflow" in sweep_2x2.stdout
+    found = runs(server, sweep_2x2.experiment)
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_completed"] == 4
+    assert "precision=force_float32,qint8_mixed_float32" in parent.data.tags["overrides"]
     client = MlflowClient(server)
     assert {"results.md", "results.csv", "pareto.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     table = pd.read_csv(sweep / "results.csv").set_index(["job.precision", "job.batch"])
@@ -122,9 +67,10 @@ def test_a_sweep_is_a_parent_run_with_nested_jobs_and_a_rerun_adds_none(server, 
         assert {"result.json", "per_image.csv", "hydra"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
         assert child.data.tags["status"] == "completed" and child.data.tags["machine"].endswith(os.uname().nodename)
 
-    again = run_cli(*args, cwd=tmp_path)  # resume skips every job: no second run of any
+    again = run_cli(*sweep_2x2.args, cwd=sweep_2x2.cwd)  # resume skips every job: no second run of any
     assert again.returncode == 0, again.stderr[-2000:]
-    assert sorted(r.info.run_id for r in runs(server, "sweep2x2")) == sorted(r.info.run_id for r in found)
+    assert "(0 new)" in again.stdout
+    assert sorted(r.info.run_id for r in runs(server, sweep_2x2.experiment)) == sorted(r.info.run_id for r in found)
 
 
 def test_a_failed_job_is_a_failed_run_with_its_error(server, tmp_path, tiny_dataset, tiny_checkpoint):
@@ -180,21 +126,19 @@ def test_where_runs_go_by_default(compose_cfg, monkeypatch):
     assert tracking.Target.of(compose_cfg([]).logger, {}, "m") is None  # logger=none, the default
 
 
-def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server_proc, tmp_path, tiny_dataset,
-                                                                     tiny_checkpoint):  # fmt: skip
-    """Last in the module: it kills the module's server once the sweep's first job is logged."""
-    uri, proc = server_proc
+def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
-    args = ["-m", "batch=1,2", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
-            *logger(uri, "doomed")]  # fmt: skip
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not any("mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED" for r in runs(uri, "doomed")):
-        assert sweep_proc.poll() is None and time.monotonic() < deadline, "no job was logged"
-        time.sleep(0.5)
-    stop(proc)  # killed once the first job is wholly logged (its run ended)
-    _, err = sweep_proc.communicate(timeout=600)
+    with mlflow_server(tmp_path / "doomed") as (uri, proc):
+        args = ["-m", "batch=1,2", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
+                *logger(uri, "doomed")]  # fmt: skip
+        sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not any("mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED" for r in runs(uri, "doomed")):
+            assert sweep_proc.poll() is None and time.monotonic() < deadline, "no job was logged"
+            time.sleep(0.5)
+        stop(proc)  # killed once the first job is wholly logged (its run ended)
+        _, err = sweep_proc.communicate(timeout=600)
     assert sweep_proc.returncode == 0, err[-2000:]
     records = [json.loads((sweep / str(n) / "result.json").read_text()) for n in range(2)]
     assert [r["status"] for r in records] == ["completed"] * 2

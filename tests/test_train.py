@@ -133,7 +133,9 @@ def test_training_on_crops_validates_on_whole_inputs(compose_cfg, train_data, tm
     assert 0 < summary["best_val_dice"] <= 1
 
 
-@pytest.mark.parametrize(("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16)])
+@pytest.mark.parametrize(
+    ("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16), ("unet_carvana_small_640.pth", 16)]
+)
 def test_bundled_checkpoints_are_small_milesial_files(name, limit_mb):
     path = Path(bundled_checkpoint(name))
     assert path.is_file(), f"{name} is not bundled"
