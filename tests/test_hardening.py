@@ -264,16 +264,6 @@ def test_corrupt_evaluation_image_policy(policy, tiny_job_cfg, tiny_dataset, tmp
         assert bad.stem not in per_image and record["metrics"]["num_images"] == per_image.count("\n") - 1
 
 
-def test_a_failed_job_in_a_sweep_keeps_the_others(tmp_path, tiny_dataset, tiny_checkpoint):
-    """The same bad input inside a sweep: its row fails with the line, the other row is complete."""
-    sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "batch=1,64", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
-                   cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    statuses = [json.loads((sweep / str(i) / RESULT_FILE).read_text())["status"] for i in (0, 1)]
-    assert statuses == ["completed", "failed"]
-
-
 @pytest.mark.slow
 def test_sigkill_at_random_points_leaves_no_corrupt_entry_and_resume_completes(tmp_path, tiny_dataset, tiny_checkpoint):
     """10 kill -9s at seeded random moments of a cold sweep (export, calibration, build, inference all get hit)."""

@@ -37,18 +37,22 @@ def test_sweep_writes_one_row_per_job_with_both_dice_and_their_intervals(sweep_2
 
 
 def test_failing_job_is_a_row_and_the_sweep_exits_nonzero(tmp_path, tiny_dataset, tiny_checkpoint):
+    """An unsupported precision and a batch larger than the images: each a failed row with its one line, the
+    job that can run completes, and the sweep exits 1 at the end."""
     proc = run_cli(
         "-m",
         "precision=qint16_mixed_float32,force_float32",
+        "batch=1,64",
         *tiny_overrides(tiny_dataset, tiny_checkpoint),
         cwd=tmp_path,
     )
-    assert proc.returncode == 1
-    assert "1 of 2 jobs did not complete" in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "3 of 4 jobs did not complete" in proc.stderr
     table = pd.read_csv(sweep_dir(tmp_path) / "results.csv")
-    assert list(table["status"]) == ["failed", "completed"]
+    assert list(table["status"]) == ["failed", "failed", "completed", "failed"]
     assert "does not support precision=qint16_mixed_float32" in table["error"][0]
-    assert table["metrics.dice"][1] >= 0
+    assert "batch=64" in table["error"][3]
+    assert table["metrics.dice"][2] >= 0
 
 
 def test_aggregator_runs_on_its_own_and_survives_a_broken_record(sweep_2x2, tmp_path):

@@ -87,8 +87,8 @@ def test_a_failed_job_is_a_failed_run_with_its_error(server, tmp_path, tiny_data
 def test_an_unreachable_server_costs_nothing_but_a_note(tmp_path, tiny_dataset, tiny_checkpoint, monkeypatch):
     run_dir = tmp_path / "run"
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = run_cli(f"hydra.run.dir={run_dir}", *tiny_overrides(tiny_dataset, tiny_checkpoint), *logger(dead, "x"),
-                   cwd=tmp_path)  # fmt: skip
+    args = [f"hydra.run.dir={run_dir}", "benchmark.enabled=false", *logger(dead, "x")]
+    proc = run_cli(*args, *tiny_overrides(tiny_dataset, tiny_checkpoint), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((run_dir / "result.json").read_text())
     assert record["status"] == "completed" and record["metrics"]["dice"] is not None
@@ -129,8 +129,8 @@ def test_where_runs_go_by_default(compose_cfg, monkeypatch):
 def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
     with mlflow_server(tmp_path / "doomed") as (uri, proc):
-        args = ["-m", "batch=1,2", f"hydra.sweep.dir={sweep}", *tiny_overrides(tiny_dataset, tiny_checkpoint),
-                *logger(uri, "doomed")]  # fmt: skip
+        args = ["-m", "batch=1,2", "benchmark.enabled=false", f"hydra.sweep.dir={sweep}",
+                *tiny_overrides(tiny_dataset, tiny_checkpoint), *logger(uri, "doomed")]  # fmt: skip
         sweep_proc = subprocess.Popen([sys.executable, "-m", "unet_pipeline", *args], cwd=tmp_path,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         deadline = time.monotonic() + 300
