@@ -24,31 +24,13 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import content_key
 from .job_record import RESULT_FILE, one_line
 from .records import write_json
+from .tracking_fields import job_metrics, job_params, job_tags, record_uid, run_name, sweep_tags
 
 log = logging.getLogger(__name__)
 UID_TAG, SWEEP_TAG = "unet_pipeline.record_uid", "unet_pipeline.sweep_dir"
 INSTALL_HINT = 'logger=mlflow needs MLflow: pip install ".[mlflow]" (or pip install mlflow), or use logger=none'
-# (param name, results-frame column): what the job asked for, its identity in a comparison across sweeps
-PARAMS = (
-    ("model", "job.model"), ("checkpoint", "job.checkpoint"), ("checkpoint_sha256", "job.checkpoint_sha256"),
-    ("precision", "job.precision"), ("batch", "job.batch"), ("shape", "shape"), ("input", "input"),
-    ("engine", "job.engine"), ("engine_version", "job.engine_version"), ("device", "job.device"),
-    ("calibration", "calibration"), ("resize", "job.resize"), ("decode", "job.decode"), ("align", "job.align"),
-    ("input_format", "job.input_format"), ("workers", "job.workers"), ("prefetch_batches", "job.prefetch_batches"),
-    ("data_root", "data.root"), ("data_split", "data.split"), ("images", "metrics.num_images"),
-)  # fmt: skip
-# metrics: every finite number under these column prefixes, plus the sweep's comparisons against fp32
-METRIC_PREFIXES = ("metrics.", "timings.", "benchmark.engine.", "benchmark.engine_async.", "benchmark.end_to_end.")
-METRIC_SKIP = ("batch", "requests", "images", "iterations", "warmup.", "budget.", "seconds")
-SWEEP_METRICS = (
-    "dice_delta_vs_fp32", "dice_delta_ci_low", "dice_delta_ci_high", "worst_image_delta_vs_fp32",
-    "dice_full_delta_vs_fp32", "dice_full_delta_ci_low", "dice_full_delta_ci_high", "worst_image_full_delta_vs_fp32",
-    "speedup_vs_fp32", "compiled.quantized_layer_share",
-)  # fmt: skip
-SWEEP_TAGS = ("dice_delta_distinguishable", "dice_full_delta_distinguishable", "warning", "compiled_as")
 STATUS = {"completed": "FINISHED", "planned": "FINISHED", "failed": "FAILED"}  # else (killed, missing): KILLED
 JOB_ARTIFACT_DIRS = (".hydra", "masks", "overlays")
 SWEEP_ARTIFACTS = ("results.md", "results.csv", "pareto.png", "pareto_full_res.png", "per_image_vs_fp32.csv")
@@ -138,25 +120,6 @@ def _hydra_choice(root: Path, group: str) -> str | None:
 
 def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
-
-
-def record_uid(row: Mapping[str, Any]) -> str:
-    """One attempt of one job: the same record read twice (resume, a second --log) gives the same uid."""
-    parts = {k: _plain(row.get(k)) for k in ("identity", "process.host", "process.pid", "started_at")}
-    return content_key(parts)
-
-
-def _plain(value: Any) -> Any:
-    """A table cell as plain Python: NaN -> None, numpy scalars unwrapped, 23385.0 -> 23385 (a column with a
-    missing cell turns its integers into floats)."""
-    if _missing(value):
-        return None
-    value = value.item() if hasattr(value, "item") else value
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @contextlib.contextmanager
@@ -305,61 +268,6 @@ def _millis(stamp: Any) -> int | None:
         return int(dt.datetime.fromisoformat(str(stamp)).timestamp() * 1000)
     except ValueError:
         return None
-
-
-def run_name(row: Mapping[str, Any], job_dir: Path) -> str:
-    """e.g. '3: qint8_mixed_float32 b4 openvino'."""
-    parts = [row.get("job.precision"), f"b{_plain(row.get('job.batch'))}", row.get("job.engine")]
-    return f"{job_dir.name}: " + " ".join(str(p) for p in parts if not _missing(p))
-
-
-def _text(value: Any, limit: int) -> str:
-    text = " ".join(map(str, value)) if isinstance(value, list) else str(_plain(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def job_params(row: Mapping[str, Any]) -> dict[str, str]:
-    params = {name: _text(row.get(column), 500) for name, column in PARAMS if not _missing(row.get(column))}
-    overrides = row.get("job.overrides")
-    if isinstance(overrides, list):
-        params["overrides"] = _text(overrides, 6000)
-    return params
-
-
-def job_metrics(row: Mapping[str, Any]) -> dict[str, float]:
-    """Finite numbers of the row: Dice, worst image, throughput, latency percentiles, host costs, stage times,
-    and the sweep's Δ vs fp32 with its interval where the row has them."""
-    out = {}
-    for key, value in row.items():
-        wanted = key.startswith(METRIC_PREFIXES) and not any(skip in key for skip in METRIC_SKIP)
-        value = _plain(value)
-        if not (wanted or key in SWEEP_METRICS) or isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if math.isfinite(value):
-            out[key] = float(value)
-    return out
-
-
-def job_tags(row: Mapping[str, Any], job_dir: Path) -> dict[str, str]:
-    """Status, error, machine, engine version and where the record lives, for filtering in the UI."""
-    flags = row.get("machine.cpu_flags")
-    machine = f"{row.get('machine.cpu_model')} ({', '.join(flags) if isinstance(flags, list) else '-'})"
-    tags = {
-        "status": str(row.get("status")),
-        "machine": f"{machine} · {_plain(row.get('machine.cpu_count'))} cores · host {row.get('process.host')}",
-        "engine_version": str(row.get("job.engine_version")),
-        "job_dir": str(job_dir.resolve()),
-        "identity": str(row.get("identity")),
-    }
-    if row.get("remarks"):
-        tags["mlflow.note.content"] = _text(row["remarks"], 5000)  # the run's description in the UI
-    if not _missing(row.get("error")):
-        tags["error"] = _text(row.get("error"), 5000)
-    return {**tags, **sweep_tags(row)}
-
-
-def sweep_tags(row: Mapping[str, Any]) -> dict[str, str]:
-    return {key: _text(row.get(key), 5000) for key in SWEEP_TAGS if not _missing(row.get(key))}
 
 
 def is_single_run(path: Path) -> bool:
