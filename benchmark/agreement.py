@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
 from _sweep import data_overrides, script_overrides
-from hydra import compose, initialize_config_module
-
-from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
-from unet_pipeline.config import register_configs
-from unet_pipeline.data import Preprocessing
-from unet_pipeline.model import input_hw, load_unet
-from unet_pipeline.synthetic import ensure_configured
 
 
 def main(argv: list[str]) -> int:
     argv = script_overrides(argv, __doc__)
+    # the engines load only once the arguments are known to be good (--help stays instant)
+    import pandas as pd
+    from hydra import compose, initialize_config_module
+
+    from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
+    from unet_pipeline.config import register_configs
+    from unet_pipeline.data import Preprocessing
+    from unet_pipeline.model import input_hw, load_unet
+    from unet_pipeline.synthetic import ensure_configured
+
     extra = {k: int(v) for k, v in (a.split("=", 1) for a in argv if a.startswith(("num_images=", "num_calib")))}
     overrides = [a for a in argv if not a.startswith(("num_images=", "num_calib"))]
     overrides = [*data_overrides(overrides), *overrides]

@@ -126,7 +126,7 @@ def test_where_runs_go_by_default(compose_cfg, monkeypatch):
     assert tracking.Target.of(compose_cfg([]).logger, {}, "m") is None  # logger=none, the default
 
 
-def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(tmp_path, tiny_dataset, tiny_checkpoint):
+def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server, tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
     with mlflow_server(tmp_path / "doomed") as (uri, proc):
         args = ["-m", "batch=1,2", "benchmark.enabled=false", f"hydra.sweep.dir={sweep}",
@@ -146,10 +146,9 @@ def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(tmp_path, t
     table = pd.read_csv(sweep / "results.csv")
     assert len(table) == 2 and "not tracked" in table.loc[1, "notes"] and "warning: not tracked" in err
 
-    # the whole sweep, logged after the fact where tracking works (here a local store)
-    store = f"sqlite:///{tmp_path / 'after.db'}"
-    after = run_cli(str(sweep), "--log", "--tracking-uri", store, "--experiment", "after", cwd=tmp_path,
+    # the whole sweep, logged after the fact to a server that is up (the session's)
+    after = run_cli(str(sweep), "--log", "--tracking-uri", server, "--experiment", "after", cwd=tmp_path,
                     module="unet_pipeline.results")  # fmt: skip
     assert after.returncode == 0, after.stderr[-2000:]
-    found = runs(store, "after")
+    found = runs(server, "after")
     assert len(found) == 3 and sum("mlflow.parentRunId" in r.data.tags for r in found) == 2
