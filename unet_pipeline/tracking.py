@@ -26,7 +26,7 @@ import pandas as pd
 
 from .job_record import RESULT_FILE, one_line
 from .records import write_json
-from .tracking_fields import job_metrics, job_params, job_tags, record_uid, run_name, sweep_tags
+from .tracking_fields import job_metrics, job_params, job_tags, machine, record_uid, run_name, sweep_tags
 
 log = logging.getLogger(__name__)
 UID_TAG, SWEEP_TAG = "unet_pipeline.record_uid", "unet_pipeline.sweep_dir"
@@ -250,7 +250,7 @@ class Tracker:
         now = int(dt.datetime.now().timestamp() * 1000)
         counts = {"jobs": len(frame), "jobs_completed": completed, "jobs_not_completed": len(frame) - completed}
         tags = {"overrides": " ".join(_hydra_select(sweep_dir, "hydra.overrides.task") or [])}
-        machines = sorted({job_tags(row, sweep_dir)["machine"] for row in _rows(frame) if row.get("machine.cpu_model")})
+        machines = sorted({machine(row) for row in _rows(frame) if row.get("machine.cpu_model")})
         if machines:
             tags["machine"] = "; ".join(machines)
         metrics = [Metric(k, v, now, 0) for k, v in counts.items()]
@@ -276,7 +276,7 @@ def is_single_run(path: Path) -> bool:
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items()} for _, row in frame.iterrows()]
+    return frame.to_dict("records")
 
 
 def _note_on_record(job_dir: Path, note: str) -> None:

@@ -82,13 +82,18 @@ def job_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def machine(row: Mapping[str, Any]) -> str:
+    """e.g. 'AMD EPYC (avx2, f16c, fma) · 2 cores · host vm'."""
+    flags = row.get("machine.cpu_flags")
+    cpu = f"{row.get('machine.cpu_model')} ({', '.join(flags) if isinstance(flags, list) else '-'})"
+    return f"{cpu} · {plain(row.get('machine.cpu_count'))} cores · host {row.get('process.host')}"
+
+
 def job_tags(row: Mapping[str, Any], job_dir: Path) -> dict[str, str]:
     """Status, error, machine, engine version and where the record lives, for filtering in the UI."""
-    flags = row.get("machine.cpu_flags")
-    machine = f"{row.get('machine.cpu_model')} ({', '.join(flags) if isinstance(flags, list) else '-'})"
     tags = {
         "status": str(row.get("status")),
-        "machine": f"{machine} · {plain(row.get('machine.cpu_count'))} cores · host {row.get('process.host')}",
+        "machine": machine(row),
         "engine_version": str(row.get("job.engine_version")),
         "job_dir": str(job_dir.resolve()),
         "identity": str(row.get("identity")),
