@@ -36,6 +36,12 @@ def data_overrides(argv: list[str]) -> list[str]:
     return []
 
 
+def sweep_data_overrides(sweep: list[str], argv: list[str]) -> list[str]:
+    """`data_overrides`, less its model where the sweep itself chooses the model (e.g. one per input size)."""
+    sweeps_model = any(a.startswith("model=") for a in sweep)
+    return [a for a in data_overrides(argv) if not (sweeps_model and a.startswith("model="))]
+
+
 def run_sweep(name: str, sweep: list[str], argv: list[str]) -> pd.DataFrame:
     """`python -m unet_pipeline -m <sweep> <argv>` into outputs/benchmark/<name>-<time>; its results.csv."""
     out = REPO / "outputs" / "benchmark" / f"{name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
@@ -45,7 +51,7 @@ def run_sweep(name: str, sweep: list[str], argv: list[str]) -> pd.DataFrame:
         "unet_pipeline",
         "-m",
         *sweep,
-        *data_overrides(argv),
+        *sweep_data_overrides(sweep, argv),
         *argv,
         f"hydra.sweep.dir={out}",
         "progress=false",

@@ -19,8 +19,9 @@ Side by side in one run, each printed with its ratios and the Dice of every row:
 3. the feed: worker threads x batches ahead, cold, at 640x959 (why the defaults are what they are);
 4. model.input_format=uint8_nhwc (/255 and layout folded into the model) / float NCHW from Python;
 5. OpenVINO's performance hint LATENCY (the default) / THROUGHPUT: engine sync, async and end to end.
-The bundled Carvana model was trained at 320x479: its Dice at 640x959 is lower, but every comparison here is
-between rows of the same weights and size.
+On Carvana each size runs the bundled weights trained at it: `unet_carvana_small` at 320x479,
+`unet_carvana_small_640` at 640x959 (same architecture); with `model=...` given, that model at scale 0.25 and
+0.5. Every comparison is between rows of the same weights and size.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import time
 
 import pandas as pd
-from _sweep import run_sweep, script_overrides
+from _sweep import data_overrides, run_sweep, script_overrides
 
 E2E_TARGET = {320: 0.85, 640: 0.95}
 ALIGN_TARGET, DICE_TOLERANCE = 1.5, 0.0005
@@ -55,6 +56,14 @@ def precisions() -> str:
         return "precision=qint8_mixed_float32,force_bfloat16"
     print("this CPU has no native bf16: int8 and fp32 are measured instead of int8 and bf16", flush=True)
     return "precision=qint8_mixed_float32,force_float32"
+
+
+def sizes(argv: list[str]) -> tuple[str, str]:
+    """(the sweep over 320x479 and 640x959, the override for 640x959 alone): on Carvana the bundled weights of
+    each size, else the chosen model at scale 0.25 and 0.5."""
+    if "model=unet_carvana_small" in data_overrides(argv):
+        return "model=unet_carvana_small,unet_carvana_small_640", "model=unet_carvana_small_640"
+    return "model.scale=0.25,0.5", "model.scale=0.5"
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
@@ -148,14 +157,14 @@ def main(argv: list[str]) -> int:
     argv = script_overrides(argv, __doc__)
     misses: list[str] = []
     swept = precisions()
-    sizes = "model.scale=0.25,0.5"
-    prime = [swept.split(",")[0], sizes, "batch=1", "benchmark.enabled=false", *HELD_OUT]  # one job per size
-    cold, warm = e2e_sweeps([swept, sizes, "batch=1,4", *E2E_REPEATED], prime, argv)
+    both_sizes, at_640 = sizes(argv)
+    prime = [swept.split(",")[0], both_sizes, "batch=1", "benchmark.enabled=false", *HELD_OUT]  # one job per size
+    cold, warm = e2e_sweeps([swept, both_sizes, "batch=1,4", *E2E_REPEATED], prime, argv)
     table, found = e2e_table(cold, warm, E2E_TARGET)
     misses += found
     print("\n## End to end / engine-only (same compiled model), warm and cold input cache\n\n" + table)
 
-    align = run_sweep("pipeline-align", [swept, sizes, "model.align=0,32", "batch=1", *REPEATED], argv)
+    align = run_sweep("pipeline-align", [swept, both_sizes, "model.align=0,32", "batch=1", *REPEATED], argv)
     table, rows = pair_table(align, "job.align", 32, 0, ENGINE)
     print("\n## model.align=32 / unaligned (engine-only, held-out images)\n\n" + table)
     align_misses = [
@@ -169,7 +178,7 @@ def main(argv: list[str]) -> int:
     feed = run_sweep(
         "pipeline-feed",
         [
-            *("precision=qint8_mixed_float32", "model.scale=0.5", "batch=4", "data.cache_inputs=false", *REPEATED),
+            *("precision=qint8_mixed_float32", at_640, "batch=4", "data.cache_inputs=false", *REPEATED),
             *("data.workers=0,1,2", "data.prefetch_batches=0,2"),
         ],
         argv,
@@ -188,7 +197,7 @@ def main(argv: list[str]) -> int:
 
     fold = run_sweep(
         "pipeline-fold",
-        [swept, "model.scale=0.5", "model.input_format=float_nchw,uint8_nhwc", "data.cache_inputs=true", *REPEATED],
+        [swept, at_640, "model.input_format=float_nchw,uint8_nhwc", "data.cache_inputs=true", *REPEATED],
         argv,
     )
     table, _ = pair_table(fold, "job.input_format", "uint8_nhwc", "float_nchw", E2E)
@@ -196,7 +205,7 @@ def main(argv: list[str]) -> int:
 
     hints = run_sweep(
         "pipeline-hint",
-        ["precision=qint8_mixed_float32", "model.scale=0.5", "engine.performance_hint=LATENCY,THROUGHPUT", *HELD_OUT],
+        ["precision=qint8_mixed_float32", at_640, "engine.performance_hint=LATENCY,THROUGHPUT", *HELD_OUT],
         argv,
     )
     columns = {

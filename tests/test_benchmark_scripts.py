@@ -46,7 +46,7 @@ def test_agreement_script_on_the_demo():
     assert "pytorch-eager" in proc.stdout and "openvino" in proc.stdout
 
 
-SCRIPTS = ["perf.py", "engines.py", "vs_benchmark_app.py", "pipeline.py", "agreement.py", "cuda.py"]
+SCRIPTS = ["perf.py", "engines.py", "vs_benchmark_app.py", "pipeline.py", "agreement.py", "cuda.py", "scales.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -68,3 +68,20 @@ def test_milesial_reference_script_agrees_on_real_images():
     proc = run_script("milesial_reference.py", "data.num_images=3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pipeline Dice" in proc.stdout and "milesial's preprocessing + Dice" in proc.stdout
+
+
+def test_pipeline_script_runs_each_size_on_the_weights_trained_at_it(monkeypatch):
+    """On Carvana the 640x959 rows run `unet_carvana_small_640`, not the 320x479 weights at scale 0.5; a model the
+    user names is run at both scales; a sweep that picks the model is not given a second `model=`."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmark"))
+    monkeypatch.setenv("CARVANA_DATASETS_PATH", "/data/carvana")
+    import _sweep
+    import pipeline
+
+    assert pipeline.sizes([]) == ("model=unet_carvana_small,unet_carvana_small_640", "model=unet_carvana_small_640")
+    assert pipeline.sizes(["model=unet_carvana", "model.checkpoint=random"]) == (
+        "model.scale=0.25,0.5",
+        "model.scale=0.5",
+    )
+    assert _sweep.sweep_data_overrides(["batch=1"], []) == ["model=unet_carvana_small"]
+    assert _sweep.sweep_data_overrides(["model=unet_carvana_small_640", "batch=1"], []) == []
