@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair
+from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair, read_mask
 from unet_pipeline.engines.base import BuildSpec, Precision
 from unet_pipeline.errors import BadSampleError, PipelineError
-from unet_pipeline.input_cache import InputCache
+from unet_pipeline.input_cache import HEADER, InputCache
 from unet_pipeline.metrics import dice_of_batch, dice_per_image, predict_labels
 from unet_pipeline.stages.feed import Feeder
 
@@ -75,15 +75,32 @@ def test_input_cache_feeds_the_same_batches(samples, tmp_path, input_format):
             assert a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:], strict=True))
 
 
-@pytest.mark.parametrize("damage", ["flip a pixel", "truncate", "other size", "not an entry"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_source_size_masks_are_the_decoded_ones_cached_or_not(samples, tmp_path, cached):
+    """Full-resolution Dice's ground truth: the mask as decoded, also when a warm input cache feeds the batch
+    (its entry holds the mask bit-packed at the source size, so no GIF is decoded again)."""
+    cache = InputCache(tmp_path, HW, DEFAULT_PREP) if cached else None
+    for _ in range(2 if cached else 1):  # cold, then warm
+        batches = list(Feeder(samples, spec(3), 2, 1, skip_bad=False, input_cache=cache, full_masks=True))
+        got = [mask for batch in batches for mask in batch.full_masks]
+        assert len(got) == len(samples)
+        for sample, mask in zip(samples, got, strict=True):
+            assert mask.dtype == np.uint8 and np.array_equal(mask, read_mask(sample.mask))
+    assert cache is None or cache.record() == {"hits": len(samples), "misses": len(samples)}
+
+
+@pytest.mark.parametrize("damage", ["flip a pixel", "flip a source mask bit", "truncate", "other size", "not an entry"])
 def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_path, damage):
     first = InputCache(tmp_path, HW, DEFAULT_PREP)
     pixels, mask = np.empty((*HW, 3), np.uint8), np.empty(HW, np.uint8)
-    first.read_into(samples[0], pixels, mask)
+    full = first.read_into(samples[0], pixels, mask, full_mask=True)
+    assert np.array_equal(full, read_mask(samples[0].mask))
     (entry,) = (tmp_path / "inputs").glob("*.bin")
     data = bytearray(entry.read_bytes())
     if damage == "flip a pixel":
-        data[len(data) // 2] ^= 1  # same size, valid header: only the checksum can tell
+        data[HEADER.size + 5] ^= 1  # same size, valid header: only the checksum can tell
+    elif damage == "flip a source mask bit":
+        data[-3] ^= 4  # the packed source-size mask, last in the entry
     elif damage == "truncate":
         del data[-10:]
     elif damage == "other size":  # a well-formed entry of another model size, as many bytes, under this key
@@ -97,9 +114,9 @@ def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_pa
     entry.write_bytes(bytes(data))
     again = InputCache(tmp_path, HW, DEFAULT_PREP)
     got_pixels, got_mask = np.full_like(pixels, 7), np.full_like(mask, 7)
-    again.read_into(samples[0], got_pixels, got_mask)
+    got_full = again.read_into(samples[0], got_pixels, got_mask, full_mask=True)
     assert again.record() == {"hits": 0, "misses": 1}
-    assert np.array_equal(got_pixels, pixels) and np.array_equal(got_mask, mask)
+    assert np.array_equal(got_pixels, pixels) and np.array_equal(got_mask, mask) and np.array_equal(got_full, full)
     assert entry.read_bytes() != bytes(data)  # rewritten whole
     again.read_into(samples[0], got_pixels, got_mask)
     assert again.record() == {"hits": 1, "misses": 1}

@@ -341,10 +341,11 @@ def load_input(
     return read_input(sample.image, hw, prep, uint8_nhwc)[0]
 
 
-def load_pair_pixels(
+def load_pair_full(
     sample: Sample, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (uint8 HxWx3) and ground-truth mask at model resolution; their source sizes must agree."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (uint8 HxWx3) and ground-truth mask at model resolution, and the mask as decoded (source size);
+    the image's and the mask's source sizes must agree."""
     pixels, (height, width) = read_pixels(sample.image, hw, prep)
     mask = read_mask(sample.mask)
     if (height, width) != mask.shape[:2]:
@@ -352,12 +353,12 @@ def load_pair_pixels(
             f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
             f"{width}x{height}; masks must match their images"
         )
-    return pixels, resize_mask(mask, hw)
+    return pixels, resize_mask(mask, hw), mask
 
 
 def load_pair(
     sample: Sample, hw: tuple[int, int], prep: Preprocessing = DEFAULT_PREP, uint8_nhwc: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Model input and ground-truth mask at model resolution."""
-    pixels, mask = load_pair_pixels(sample, hw, prep)
+    pixels, mask, _ = load_pair_full(sample, hw, prep)
     return to_model_input(pixels, uint8_nhwc), mask

@@ -118,8 +118,7 @@ class Feeder:
 
         def run() -> None:
             pixels = slot.inputs[row] if self.spec.uint8_nhwc else self._scratch_pixels()
-            self.input_cache.read_into(sample, pixels, slot.masks[row])
-            slot.full_masks[row] = read_mask(sample.mask) if self.full_masks else None  # the cache holds model size
+            slot.full_masks[row] = self.input_cache.read_into(sample, pixels, slot.masks[row], self.full_masks)
             if not self.spec.uint8_nhwc:
                 to_model_input(pixels, False, out=slot.inputs[row])
             slot.mask_pixels[row] = np.count_nonzero(slot.masks[row])
