@@ -57,7 +57,8 @@ def upsampled_labels(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     comparison, half the work)."""
     if logits.shape[0] == 2:
         difference = np.subtract(logits[1], logits[0], dtype=np.float32)
-        return (cv2.resize(difference, (width, height), interpolation=cv2.INTER_LINEAR) > 0).astype(np.uint8)
+        upsampled = cv2.resize(difference, (width, height), interpolation=cv2.INTER_LINEAR)
+        return np.greater(upsampled, 0).view(np.uint8)  # bool's bytes are {0, 1}: no copy
     planes = [cv2.resize(np.ascontiguousarray(c, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
               for c in logits]  # fmt: skip
     return np.argmax(np.stack(planes), axis=0).astype(np.uint8)
