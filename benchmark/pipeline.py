@@ -19,9 +19,11 @@ Side by side in one run, each printed with its ratios and the Dice of every row:
 3. the feed: worker threads x batches ahead, cold, at 640x959 (why the defaults are what they are);
 4. model.input_format=uint8_nhwc (/255 and layout folded into the model) / float NCHW from Python;
 5. OpenVINO's performance hint LATENCY (the default) / THROUGHPUT: engine sync, async and end to end.
-On Carvana each size runs the bundled weights trained at it: `unet_carvana_small` at 320x479,
-`unet_carvana_small_640` at 640x959 (same architecture); with `model=...` given, that model at scale 0.25 and
-0.5. Every comparison is between rows of the same weights and size.
+`sections=e2e,align,feed,fold,hint` (the script's own option) runs only those, in this order (the pipeline
+against the unaligned engine needs both e2e and align). On Carvana each size runs the bundled weights trained
+at it: `unet_carvana_small` at 320x479, `unet_carvana_small_640` at 640x959 (same architecture); with
+`model=...` given, that model at scale 0.25 and 0.5. Every comparison is between rows of the same weights and
+size.
 """
 
 from __future__ import annotations
@@ -153,28 +155,74 @@ def e2e_sweeps(sweep: list[str], prime: list[str], argv: list[str]) -> tuple[pd.
     return cold, warm
 
 
+SECTIONS = ("e2e", "align", "feed", "fold", "hint")
+
+
+def split_sections(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(`sections=e2e,feed`, the script's own option: the sections to run, in the docstring's order, all by
+    default; the Hydra overrides left for every sweep)."""
+    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("sections=")]
+    names = [n for value in chosen for n in value.split(",") if n] if chosen else list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"error: sections={','.join(unknown)}: choose from {','.join(SECTIONS)} (default: all)")
+    return [n for n in SECTIONS if n in names], [a for a in argv if not a.startswith("sections=")]
+
+
 def main(argv: list[str]) -> int:
-    argv = script_overrides(argv, __doc__)
+    sections, argv = split_sections(script_overrides(argv, __doc__))
     misses: list[str] = []
+    align_misses: list[str] | None = None
     swept = precisions()
     both_sizes, at_640 = sizes(argv)
-    prime = [swept.split(",")[0], both_sizes, "batch=1", "benchmark.enabled=false", *HELD_OUT]  # one job per size
-    cold, warm = e2e_sweeps([swept, both_sizes, "batch=1,4", *E2E_REPEATED], prime, argv)
-    table, found = e2e_table(cold, warm, E2E_TARGET)
-    misses += found
-    print("\n## End to end / engine-only (same compiled model), warm and cold input cache\n\n" + table)
+    warm = None
+    if "e2e" in sections:
+        prime = [swept.split(",")[0], both_sizes, "batch=1", "benchmark.enabled=false", *HELD_OUT]  # a job per size
+        cold, warm = e2e_sweeps([swept, both_sizes, "batch=1,4", *E2E_REPEATED], prime, argv)
+        table, found = e2e_table(cold, warm, E2E_TARGET)
+        misses += found
+        print("\n## End to end / engine-only (same compiled model), warm and cold input cache\n\n" + table)
 
-    align = run_sweep("pipeline-align", [swept, both_sizes, "model.align=0,32", "batch=1", *REPEATED], argv)
-    table, rows = pair_table(align, "job.align", 32, 0, ENGINE)
-    print("\n## model.align=32 / unaligned (engine-only, held-out images)\n\n" + table)
-    align_misses = [
-        f"align speed-up {r['ratio']:.2f} < {ALIGN_TARGET} ({r['input']} {r['precision']})"
-        for r in rows
-        if r["ratio"] < ALIGN_TARGET
-    ]
-    misses += [f"align Δ dice {r['Δ dice']:+.5f} ({r['precision']})" for r in rows if abs(r["Δ dice"]) > DICE_TOLERANCE]
-    print("\n" + faster_than_the_engine(warm, align))
+    if "align" in sections:
+        align = run_sweep("pipeline-align", [swept, both_sizes, "model.align=0,32", "batch=1", *REPEATED], argv)
+        table, rows = pair_table(align, "job.align", 32, 0, ENGINE)
+        print("\n## model.align=32 / unaligned (engine-only, held-out images)\n\n" + table)
+        align_misses = [
+            f"align speed-up {r['ratio']:.2f} < {ALIGN_TARGET} ({r['input']} {r['precision']})"
+            for r in rows
+            if r["ratio"] < ALIGN_TARGET
+        ]
+        misses += [
+            f"align Δ dice {r['Δ dice']:+.5f} ({r['precision']})" for r in rows if abs(r["Δ dice"]) > DICE_TOLERANCE
+        ]
+        if warm is not None:
+            print("\n" + faster_than_the_engine(warm, align))
 
+    if "feed" in sections:
+        print("\n## The feed at 640x959, int8, batch 4, cold: worker threads x batches prepared ahead\n")
+        print(feed_table(at_640, argv))
+
+    if "fold" in sections:
+        fold = run_sweep(
+            "pipeline-fold",
+            [swept, at_640, "model.input_format=float_nchw,uint8_nhwc", "data.cache_inputs=true", *REPEATED],
+            argv,
+        )
+        table, _ = pair_table(fold, "job.input_format", "uint8_nhwc", "float_nchw", E2E)
+        print("\n## Normalization folded into the model (uint8 NHWC in) / in Python, end to end at 640x959\n\n" + table)
+
+    if "hint" in sections:
+        print("\n## OpenVINO performance hint at 640x959, int8, batch 1\n\n" + hint_table(at_640, argv))
+
+    if "e2e" in sections:
+        print("\ne2e targets (warm): " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
+    if align_misses is not None:
+        print("align target: " + ("met everywhere" if not align_misses else "MISSED: " + "; ".join(align_misses)))
+    return 0
+
+
+def feed_table(at_640: str, argv: list[str]) -> str:
+    """Worker threads x batches ahead, cold, int8 batch 4 at 640x959: why the feed's defaults are what they are."""
     feed = run_sweep(
         "pipeline-feed",
         [
@@ -192,17 +240,11 @@ def main(argv: list[str]) -> int:
         "benchmark.end_to_end.engine_share": "share of time in the engine",
         "metrics.dice": "dice",
     }
-    table = column_table(feed, columns)
-    print("\n## The feed at 640x959, int8, batch 4, cold: worker threads x batches prepared ahead\n\n" + table)
+    return column_table(feed, columns)
 
-    fold = run_sweep(
-        "pipeline-fold",
-        [swept, at_640, "model.input_format=float_nchw,uint8_nhwc", "data.cache_inputs=true", *REPEATED],
-        argv,
-    )
-    table, _ = pair_table(fold, "job.input_format", "uint8_nhwc", "float_nchw", E2E)
-    print("\n## Normalization folded into the model (uint8 NHWC in) / in Python, end to end at 640x959\n\n" + table)
 
+def hint_table(at_640: str, argv: list[str]) -> str:
+    """OpenVINO's LATENCY and THROUGHPUT hints, int8 batch 1 at 640x959: engine sync, async and end to end."""
     hints = run_sweep(
         "pipeline-hint",
         ["precision=qint8_mixed_float32", at_640, "engine.performance_hint=LATENCY,THROUGHPUT", *HELD_OUT],
@@ -216,12 +258,7 @@ def main(argv: list[str]) -> int:
         "benchmark.engine_async.throughput_ips": "img/s async",
         E2E: "img/s e2e",
     }
-    table = column_table(hints, columns)
-    print("\n## OpenVINO performance hint at 640x959, int8, batch 1\n\n" + table)
-
-    print("\ne2e targets (warm): " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
-    print("align target: " + ("met everywhere" if not align_misses else "MISSED: " + "; ".join(align_misses)))
-    return 0
+    return column_table(hints, columns)
 
 
 def faster_than_the_engine(warm: pd.DataFrame, align: pd.DataFrame) -> str:

@@ -84,4 +84,17 @@ def test_pipeline_script_runs_each_size_on_the_weights_trained_at_it(monkeypatch
         "model.scale=0.5",
     )
     assert _sweep.sweep_data_overrides(["batch=1"], []) == ["model=unet_carvana_small"]
+
     assert _sweep.sweep_data_overrides(["model=unet_carvana_small_640", "batch=1"], []) == []
+
+
+def test_pipeline_script_runs_the_sections_asked_for(monkeypatch):
+    """`sections=` is the script's own option (never passed to Hydra), run in the docstring's order; a typo is
+    one line naming the choices."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmark"))
+    import pipeline
+
+    assert pipeline.split_sections(["batch=1"]) == (list(pipeline.SECTIONS), ["batch=1"])
+    assert pipeline.split_sections(["sections=hint,e2e", "batch=1"]) == (["e2e", "hint"], ["batch=1"])
+    with pytest.raises(SystemExit, match="sections=bogus: choose from e2e,align,feed,fold,hint"):
+        pipeline.split_sections(["sections=e2e,bogus"])
