@@ -126,6 +126,7 @@ def test_where_runs_go_by_default(compose_cfg, monkeypatch):
     assert tracking.Target.of(compose_cfg([]).logger, {}, "m") is None  # logger=none, the default
 
 
+@pytest.mark.slow  # ~60 s, a server of its own; an unreachable server and logging afterwards stay in the default suite
 def test_a_server_killed_mid_sweep_leaves_every_record_and_the_table(server, tmp_path, tiny_dataset, tiny_checkpoint):
     sweep = tmp_path / "sweep"
     with mlflow_server(tmp_path / "doomed") as (uri, proc):
