@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from unet_pipeline.config import bundled_checkpoint
-from unet_pipeline.data import list_samples, select_eval, to_model_input
+from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair, select_eval, to_model_input
+from unet_pipeline.distill import distill_loss, soft_targets, teacher_models
 from unet_pipeline.errors import PipelineError
 from unet_pipeline.job import run_job
+from unet_pipeline.model import load_unet
 from unet_pipeline.train import crop_size, make_batch, train, train_val_samples
 
 from .conftest import TINY_FRAME, write_dataset
@@ -110,13 +112,15 @@ def test_crops_cut_image_and_mask_at_the_same_place():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
     labels = (pixels[..., 0] > 127).astype(np.uint8)  # each label follows its own pixel
-    x, y = make_batch(pixels, labels, (32, 48), np.random.default_rng(1))
+    soft = labels.astype(np.float16) * 3 - 1  # teacher targets: cut with the labels, or they teach the wrong pixels
+    x, y, t = make_batch(pixels, labels, (32, 48), np.random.default_rng(1), soft)
     assert x.shape == (3, 3, 32, 48) and y.shape == (3, 32, 48) and y.dtype == torch.int64
-    assert torch.equal(y, (x[:, 0] > 127 / 255).long())
+    assert torch.equal(y, (x[:, 0] > 127 / 255).long()) and torch.equal(t, y.to(torch.float16) * 3 - 1)
     corners = [x_i.numpy()[:, :1, :1] for x_i in x]  # where each crop's top-left pixel sits in its image
     offsets = {tuple(np.argwhere((to_model_input(p) == c).all(0))[0]) for p, c in zip(pixels, corners, strict=True)}
     assert len(offsets) > 1  # each image at its own offset
-    whole, _ = make_batch(pixels, labels, None, np.random.default_rng(1))
+    whole, _, no_teacher = make_batch(pixels, labels, None, np.random.default_rng(1))
+    assert no_teacher is None
     assert np.array_equal(whole.numpy(), np.stack([to_model_input(p) for p in pixels]))  # as the engine is fed
 
 
@@ -131,6 +135,50 @@ def test_training_on_crops_validates_on_whole_inputs(compose_cfg, train_data, tm
     summary = train(cfg, tmp_path)
     assert summary["crop"] == [32, 48] and summary["input_size"] == [64, 96]
     assert 0 < summary["best_val_dice"] <= 1
+
+
+def test_teachers_targets_are_their_mean_logit_upsampled(compose_cfg, train_data, tmp_path, tiny_checkpoint):
+    """One teacher at the student's own scale gives its logit difference exactly; a teacher at half the scale is
+    upsampled to the student's size; training with them runs and records them."""
+    teachers = f"train.teachers=[{{checkpoint:{tiny_checkpoint},scale:1.0}},{{checkpoint:{tiny_checkpoint},scale:0.5}}]"
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", f"train.init_checkpoint={tiny_checkpoint}",
+                       "train.epochs=1", teachers], "train")  # fmt: skip
+    samples, _ = train_val_samples(list_samples(cfg.data.root, cfg.data), cfg)
+    soft = soft_targets(samples[:2], cfg, (64, 96), progress=False)
+    net, _ = load_unet(cfg.model, tiny_checkpoint)
+    with torch.no_grad():
+        own = [net(torch.from_numpy(load_pair(s, (64, 96), DEFAULT_PREP)[0][None])) for s in samples[:2]]
+        half = [net(torch.from_numpy(load_pair(s, (32, 48), DEFAULT_PREP)[0][None])) for s in samples[:2]]
+    for got, full, low in zip(soft, own, half, strict=True):
+        up = torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)
+        want = ((full[0, 1] - full[0, 0]) + (up[0, 1] - up[0, 0])) / 2
+        assert soft.dtype == np.float16 and np.allclose(got, want.numpy(), atol=2e-3, rtol=1e-3)
+    summary = train(cfg, tmp_path / "run")
+    assert [t["scale"] for t in summary["teachers"]] == [1.0, 0.5] and 0 < summary["best_val_dice"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.distill_temperature=0", "train.distill_temperature=0.0 must be > 0"),
+        ("train.teachers=[{checkpoint:x.pth,scale:2}]", r"train.teachers scale 2.0 must be in \(0, 1\]"),
+        ("model.n_classes=3", "train.teachers needs model.n_classes=2"),
+    ],
+)
+def test_bad_distillation_settings_are_one_line(compose_cfg, override, message):
+    teachers = "train.teachers=[{checkpoint:x.pth,scale:0.5}]"
+    cfg = compose_cfg([*TINY_TRAIN, *([teachers] if "teachers" not in override else []), override], "train")
+    with pytest.raises(PipelineError, match=message):
+        teacher_models(cfg)
+
+
+def test_distillation_loss_is_flat_where_the_student_agrees_with_its_teachers():
+    logits = torch.randn(2, 2, 8, 8, requires_grad=True)
+    distill_loss(logits, (logits[:, 1] - logits[:, 0]).detach(), temperature=2.0).backward()
+    assert logits.grad.abs().max() < 1e-7
+    other = torch.randn(2, 2, 8, 8, requires_grad=True)
+    distill_loss(other, (logits[:, 1] - logits[:, 0]).detach(), temperature=2.0).backward()
+    assert other.grad.abs().max() > 1e-4
 
 
 @pytest.mark.parametrize(

@@ -291,6 +291,12 @@ class PipelineConfig:
 
 
 @dataclass
+class TeacherSettings:
+    checkpoint: str = MISSING  # weights of the student's architecture
+    scale: float = MISSING  # the input scale they were trained at
+
+
+@dataclass
 class TrainSettings:
     epochs: int = 7
     batch_size: int = 4
@@ -306,6 +312,9 @@ class TrainSettings:
     resume: str | None = None
     progress: bool = True
     crop: list[int] | None = None
+    teachers: list[TeacherSettings] = field(default_factory=list)
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import preflight
 from .config import register_configs
 from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval, to_model_input
+from .distill import distill_loss, soft_targets
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .model import build_unet, input_hw, load_unet
@@ -60,11 +61,15 @@ def load_arrays(samples: list[Sample], hw: tuple[int, int], prep: Preprocessing,
 
 
 def make_batch(
-    pixels: np.ndarray, labels: np.ndarray, crop: tuple[int, int] | None, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A training batch as the engine is fed (float32 NCHW in [0, 1], `to_model_input`), each image cropped at
-    its own random offset when `crop` (height, width) is set: the UNet is fully convolutional, so crops of the
-    full-size input train it at a fraction of a full frame's cost."""
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    crop: tuple[int, int] | None,
+    rng: np.random.Generator,
+    soft: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A training batch as the engine is fed (float32 NCHW in [0, 1], `to_model_input`), its labels and, with
+    teachers, their soft targets, each image cropped at its own random offset when `crop` (height, width) is set:
+    the UNet is fully convolutional, so crops of the full-size input train it at a fraction of a frame's cost."""
     if crop is not None:
         height, width = labels.shape[1:]
         tops = rng.integers(0, height - crop[0] + 1, len(pixels))
@@ -72,8 +77,10 @@ def make_batch(
         windows = [np.s_[t : t + crop[0], left : left + crop[1]] for t, left in zip(tops, lefts, strict=True)]
         pixels = np.stack([p[w] for p, w in zip(pixels, windows, strict=True)])
         labels = np.stack([m[w] for m, w in zip(labels, windows, strict=True)])
+        soft = None if soft is None else np.stack([t[w] for t, w in zip(soft, windows, strict=True)])
     x = np.stack([to_model_input(p) for p in pixels])
-    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+    targets = None if soft is None else torch.from_numpy(np.ascontiguousarray(soft))
+    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)), targets
 
 
 def crop_size(tc: DictConfig, hw: tuple[int, int]) -> tuple[int, int] | None:
@@ -155,6 +162,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     prep = Preprocessing.of(cfg.model, cfg.data)
     x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
     x_val, y_val = load_arrays(val_set, hw, prep, tc.progress, "loading val")
+    soft = soft_targets(train_set, cfg, hw, tc.progress)  # None without train.teachers
 
     net = build_unet(cfg.model)
     if tc.init_checkpoint:
@@ -188,13 +196,15 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
         for i in bar:
             idx = np.sort(order[i : i + tc.batch_size])
-            x, y = make_batch(x_train[idx], y_train[idx], crop, rng)
+            x, y, t = make_batch(x_train[idx], y_train[idx], crop, rng, None if soft is None else soft[idx])
             x = x.contiguous(memory_format=torch.channels_last)
             if tc.hflip and rng.random() < 0.5:
-                x, y = x.flip(-1), y.flip(-1)
+                x, y, t = x.flip(-1), y.flip(-1), None if t is None else t.flip(-1)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
+            if t is not None:
+                loss = loss + tc.distill_weight * distill_loss(logits, t, tc.distill_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -240,6 +250,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "bf16_autocast": bf16,
         "input_size": list(hw),
         "crop": None if crop is None else list(crop),
+        "teachers": [OmegaConf.to_container(t, resolve=True) for t in tc.teachers],
         "train_images": len(train_set),
         "val_images": len(val_set),
         "config": OmegaConf.to_container(cfg, resolve=True),
