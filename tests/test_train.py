@@ -157,6 +157,28 @@ def test_teachers_targets_are_their_mean_logit_upsampled(compose_cfg, train_data
     assert [t["scale"] for t in summary["teachers"]] == [1.0, 0.5] and 0 < summary["best_val_dice"] <= 1
 
 
+def test_teacher_targets_are_kept_in_the_run_and_rebuilt_when_damaged(compose_cfg, train_data, tmp_path,
+                                                                       tiny_checkpoint, monkeypatch):  # fmt: skip
+    import unet_pipeline.distill as distill
+
+    teachers = f"train.teachers=[{{checkpoint:{tiny_checkpoint},scale:0.5}}]"
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", teachers], "train")
+    samples = train_val_samples(list_samples(cfg.data.root, cfg.data), cfg)[0][:3]
+    first = distill.cached_soft_targets(samples, cfg, (64, 96), tmp_path, progress=False)
+    computed = []
+    real = distill.soft_targets
+    monkeypatch.setattr(distill, "soft_targets", lambda *a: computed.append(1) or real(*a))
+    assert np.array_equal(distill.cached_soft_targets(samples, cfg, (64, 96), tmp_path, False), first)
+    assert computed == []  # read back: the resumed run does not pay for them again
+    data = bytearray((tmp_path / "teacher_targets.npy").read_bytes())
+    data[-5] ^= 1
+    (tmp_path / "teacher_targets.npy").write_bytes(bytes(data))
+    assert np.array_equal(distill.cached_soft_targets(samples, cfg, (64, 96), tmp_path, False), first)
+    assert computed == [1]  # damaged: computed again, never trusted
+    distill.cached_soft_targets(samples[:2], cfg, (64, 96), tmp_path, False)
+    assert computed == [1, 1]  # other photos: another key
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import preflight
 from .config import register_configs
 from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval, to_model_input
-from .distill import distill_loss, soft_targets
+from .distill import cached_soft_targets, distill_loss
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
 from .model import build_unet, input_hw, load_unet
@@ -162,7 +162,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     prep = Preprocessing.of(cfg.model, cfg.data)
     x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
     x_val, y_val = load_arrays(val_set, hw, prep, tc.progress, "loading val")
-    soft = soft_targets(train_set, cfg, hw, tc.progress)  # None without train.teachers
+    soft = cached_soft_targets(train_set, cfg, hw, out_dir, tc.progress)  # None without train.teachers
 
     net = build_unet(cfg.model)
     if tc.init_checkpoint:
