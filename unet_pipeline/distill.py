@@ -28,9 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .cache import content_key
-from .data import Preprocessing, Sample, load_pair, to_model_input
+from .data import Preprocessing, Sample, load_input
 from .errors import PipelineError
 from .model import file_sha256, input_hw, load_unet
+from .records import write_atomic
 
 
 def teacher_models(cfg: DictConfig) -> list[DictConfig]:
@@ -65,8 +66,7 @@ def soft_targets(samples: list[Sample], cfg: DictConfig, hw: tuple[int, int], pr
     for i, sample in enumerate(tqdm(samples, desc="teacher targets", disable=not progress)):
         total = torch.zeros(hw)
         for net, size in zip(nets, sizes, strict=True):
-            pixels, _ = load_pair(sample, size, prep, uint8_nhwc=True)
-            logits = net(torch.from_numpy(to_model_input(pixels)[None]))
+            logits = net(torch.from_numpy(load_input(sample, size, prep)[None]))  # the photo alone, no mask
             logits = F.interpolate(logits, size=hw, mode="bilinear", align_corners=False)
             total += logits[0, 1] - logits[0, 0]
         out[i] = (total / len(nets)).numpy()
@@ -103,7 +103,7 @@ def cached_soft_targets(
     with open(tmp, "wb") as fh:
         np.save(fh, targets)
     os.replace(tmp, path)
-    sidecar.write_text(json.dumps({"key": key, "xxh3": _checksum(targets)}))
+    write_atomic(sidecar, json.dumps({"key": key, "xxh3": _checksum(targets)}))
     return targets
 
 
