@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,25 @@ def test_teachers_targets_are_their_mean_logit_upsampled(compose_cfg, train_data
         assert soft.dtype == np.float16 and np.allclose(got, want.numpy(), atol=2e-3, rtol=1e-3)
     summary = train(cfg, tmp_path / "run")
     assert [t["scale"] for t in summary["teachers"]] == [1.0, 0.5] and 0 < summary["best_val_dice"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.init_checkpoint={missing}", "train.init_checkpoint="),
+        ("train.teachers=[{{checkpoint:{tiny},scale:0.5}},{{checkpoint:{missing},scale:1.0}}]", "train.teachers[1]"),
+    ],
+)
+def test_a_missing_checkpoint_fails_before_any_decoding(compose_cfg, train_data, tmp_path, tiny_checkpoint,
+                                                        monkeypatch, override, key):  # fmt: skip
+    """Minutes of decoding are not spent before a typo in a checkpoint path: the error names the key."""
+    missing = tmp_path / "stage2.pth"
+    cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", override.format(missing=missing, tiny=tiny_checkpoint)],
+                      "train")  # fmt: skip
+    monkeypatch.setattr("unet_pipeline.train.load_arrays", lambda *a, **k: pytest.fail("decoded before the check"))
+    with pytest.raises(PipelineError, match=rf"{re.escape(key)}.*{re.escape(str(missing))}: no such file"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_teacher_targets_are_kept_in_the_run_and_rebuilt_when_damaged(compose_cfg, train_data, tmp_path,

@@ -140,8 +140,18 @@ def save_milesial(net: torch.nn.Module, path: Path) -> None:
     save_checkpoint(state, path)
 
 
+def require_checkpoints(tc: DictConfig) -> None:
+    """Every checkpoint the run will read, checked before minutes of decoding: one line naming the key."""
+    wanted = [("train.init_checkpoint", tc.init_checkpoint), ("train.resume", tc.resume)]
+    wanted += [(f"train.teachers[{i}].checkpoint", t.checkpoint) for i, t in enumerate(tc.teachers or [])]
+    for key, path in wanted:
+        if path and not Path(path).is_file():
+            raise PipelineError(f"{key}={path}: no such file (give the path of a .pth checkpoint, or null)")
+
+
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
+    require_checkpoints(tc)
     torch.manual_seed(tc.seed)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
