@@ -62,6 +62,57 @@ def test_flags_come_from_cpuinfo(tmp_path):
     assert isa.host() == isa.classify(isa.cpu_flags())
 
 
+AMX_FP16_XEON = [*AMX_XEON, "avx512_fp16"]  # Sapphire / Emerald Rapids: AVX512-FP16, no AMX-FP16
+GRANITE_RAPIDS = [*AMX_FP16_XEON, "amx_fp16"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "machine", "slow"),
+    [
+        (AMX_FP16_XEON, "x86_64", True),
+        (GRANITE_RAPIDS, "x86_64", False),
+        (AMX_XEON, "x86_64", False),  # no native float16 at all: the no-native fallback applies instead
+        (AVX2_EPYC, "x86_64", False),
+        (["fp", "asimd", "fphp", "avx512_fp16"], "aarch64", False),
+    ],
+)
+def test_float16_is_slow_only_on_x86_without_amx_fp16(flags, machine, slow):
+    assert isa.slow_float16(flags, machine) is slow
+
+
+@pytest.mark.parametrize(
+    ("flags", "native", "mode", "compiled_as"),
+    [
+        (AMX_FP16_XEON, {"float32", "float16", "bfloat16"}, "qint8_mixed_float16", "bfloat16"),
+        (AMX_FP16_XEON, {"float32", "float16"}, "qint8_mixed_float16", "float32"),
+        (AMX_FP16_XEON, {"float32", "float16", "bfloat16"}, "force_float16", "float16"),  # the headline: as asked
+        (GRANITE_RAPIDS, {"float32", "float16", "bfloat16"}, "qint8_mixed_float16", "float16"),
+        (AMX_FP16_XEON, {"float32", "float16", "bfloat16"}, "qint8_mixed_bfloat16", "bfloat16"),
+    ],
+)
+def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags, native, mode, compiled_as):
+    """On an AMX Xeon without AMX-FP16 the sample's qint8_mixed_float16 ran 0.2x fp32 with its float16
+    remainder; the remainder then compiles as bf16 (else f32), in the plan (so the cache key) and with the
+    reason that the row's notes carry."""
+    from unet_pipeline.engines import openvino as ov_engine
+    from unet_pipeline.stages.build import verify_compiled
+
+    monkeypatch.setattr(ov_engine, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
+    engine = ov_engine.OpenVINOEngine()
+    monkeypatch.setattr(engine, "native_float_types", lambda: native)
+    spec = _spec(overflow_fix="first_layer", mode=mode)
+    assert engine.float_type(spec) == compiled_as
+    hint = engine.plan(spec)["compile_config"]["INFERENCE_PRECISION_HINT"]
+    assert hint == {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[compiled_as]
+    reason = engine.precision_fallback(spec)
+    assert (reason is not None) == (compiled_as != spec.precision.float_type)
+    if reason:
+        assert f"runs as {compiled_as}" in reason and "AMX-FP16" in reason
+        notes = verify_compiled(spec, {"inference_precision": compiled_as, "quantized_layer_share": 0.8}, True, reason)
+        assert notes == [f"float part compiled as {compiled_as}, not the requested float16 ({reason})"]
+
+
 def _spec(overflow_fix: str = "auto", device: str = "cpu", mode: str = "qint8_mixed_float32") -> BuildSpec:
     quant = QuantOptions(overflow_fix=overflow_fix)
     return BuildSpec(Precision(mode), "static", 1, None, (64, 96), 3, device, quant=quant)

@@ -67,6 +67,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return match.group(1).split() if match else []
 
 
+def slow_float16(flags: Iterable[str], machine: str | None = None) -> bool:
+    """An x86 CPU whose float16 convolutions are AVX512-FP16 without AMX-FP16: oneDNN runs them natively but far
+    slower than float32 (an int8 model's float16 remainder ran it at 0.2x float32 on an AMX Xeon). x86 CPUs
+    without AVX512-FP16 have no native float16 at all; non-x86 ones (ARM's FP16) are not judged here."""
+    found = set(flags)
+    arch = (machine or platform.machine()).lower()
+    return arch in _X86 and "avx512_fp16" in found and "amx_fp16" not in found
+
+
 def host() -> Int8Isa:
     """The int8 kernel class of the CPU this process runs on."""
     return classify(cpu_flags())

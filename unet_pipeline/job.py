@@ -119,7 +119,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         session = engine.load(artifact, spec)
         session.infer(pad_batch(spec.zeros(spec.batch), spec))  # warm-up: lazy init is not part of e2e
         record.compiled = session.describe()
-        record.notes += verify_compiled(spec, record.compiled, cfg.strict_precision)
+        record.notes += verify_compiled(spec, record.compiled, cfg.strict_precision, engine.precision_fallback(spec))
     with device_lock(cfg.device.name, cfg.benchmark.lock_dir) as waited:
         record.benchmark.lock_wait_seconds = round(waited, 3)
         inputs = InputCache(cfg.cache.dir, spec.input_hw, _prep(cfg)) if _cache_inputs(cfg) else None

@@ -29,8 +29,9 @@ def refuse_unrunnable_precision(engine: Engine, spec: BuildSpec, strict: bool) -
     log.warning("precision=%s: %s", spec.precision.mode, fallback)
 
 
-def verify_compiled(spec: BuildSpec, compiled: dict[str, Any], strict: bool) -> list[str]:
-    """After loading: the artifact must run what was asked, or the row says otherwise."""
+def verify_compiled(spec: BuildSpec, compiled: dict[str, Any], strict: bool, reason: str | None = None) -> list[str]:
+    """After loading: the artifact must run what was asked, or the row says otherwise (with the engine's
+    `precision_fallback` reason where it gave one)."""
     notes = []
     share = compiled.get("quantized_layer_share", "absent")
     if spec.precision.quant_bits is not None and share is None:
@@ -42,7 +43,8 @@ def verify_compiled(spec: BuildSpec, compiled: dict[str, Any], strict: bool) -> 
         )
     ran = compiled.get("inference_precision")
     if ran and ran != spec.precision.float_type:
-        message = f"float part compiled as {ran}, not the requested {spec.precision.float_type} (device lacks it)"
+        why = reason or "device lacks it"
+        message = f"float part compiled as {ran}, not the requested {spec.precision.float_type} ({why})"
         if spec.precision.quant_bits is None and strict:
             raise PipelineError(f"precision={spec.precision.mode}: {message} (strict_precision=true)")
         notes.append(message)
