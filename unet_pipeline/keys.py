@@ -64,7 +64,8 @@ def engine_parts(
     int8_kind: str | None = None,
     prep: Preprocessing | None = None,
 ) -> dict[str, Any]:
-    """A built artifact depends on its graph, the engine and its version and settings, precision, device,
+    """A built artifact depends on its graph, the engine and its version and settings, precision and what the
+    engine compiles it as, device,
     shape, and for quantized precisions on the calibration images (by content) and settings, with
     calibration.max_dice_drop on the validation images the drop is measured on, on the overflow fix as
     resolved (`auto` means different builds on different CPUs), on the CPU's int8 kernel class and on the
@@ -95,6 +96,8 @@ def engine_parts(
         "engine_version": engine.version(),
         "settings": engine.settings(),
         "precision": spec.precision.mode,
+        # what the engine compiles it as (OpenVINO: the inference precision, which can depend on the CPU)
+        "compile_config": engine.plan(spec).get("compile_config"),
         "device": spec.device,
         "input": spec.artifact_identity(),
         "calibration": calibration,
