@@ -92,7 +92,7 @@ def test_float16_is_slow_only_on_x86_without_amx_fp16(flags, machine, slow):
 )
 def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags, native, mode, compiled_as):
     """On an AMX Xeon without AMX-FP16 the sample's qint8_mixed_float16 ran 0.2x fp32 with its float16
-    remainder; the remainder then compiles as f32 (wider than asked: bf16 cost a held-out image 0.0011), in the
+    remainder; the remainder then compiles as f32 (wider than asked, as where float16 is absent), in the
     plan (so the cache key) and with the reason that the row's notes carry."""
     from unet_pipeline.engines import openvino as ov_engine
     from unet_pipeline.stages.build import verify_compiled

@@ -129,8 +129,8 @@ class OpenVINOEngine(Engine):
         float16 *remainder* on an x86 CPU without AMX-FP16, which runs float32: wider than asked, as where the
         CPU has no float16 at all. Measured on a 2-core AMX Xeon (AVX512-FP16, no AMX-FP16), the sample's int8
         IR with 4 layers in float: 0.88 img/s with an f16 remainder, 18.5 f32, 28.7 bf16 (float32 alone: 4.4);
-        bf16, narrower than float16, cost one held-out image 0.0011 Dice. `force_float16` itself is the
-        headline and runs float16 as asked."""
+        bf16 would be faster but narrower than what was asked. `force_float16` itself is the headline and runs
+        float16 as asked."""
         wanted = spec.precision.float_type
         if spec.precision.quant_bits and wanted == "float16" and slow_float16(cpu_flags()):
             return "float32"
