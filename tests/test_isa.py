@@ -95,6 +95,7 @@ def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags,
     remainder; the remainder then compiles as f32 (wider than asked, as where float16 is absent), in the
     plan (so the cache key) and with the reason that the row's notes carry."""
     from unet_pipeline.engines import openvino as ov_engine
+    from unet_pipeline.keys import engine_parts
     from unet_pipeline.stages.build import verify_compiled
 
     monkeypatch.setattr(ov_engine, "cpu_flags", lambda: flags)
@@ -105,8 +106,6 @@ def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags,
     assert engine.float_type(spec) == compiled_as
     hint = engine.plan(spec)["compile_config"]["INFERENCE_PRECISION_HINT"]
     assert hint == {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[compiled_as]
-    from unet_pipeline.keys import engine_parts
-
     parts = engine_parts("export", engine, spec, None, None)
     assert parts["compile_config"]["INFERENCE_PRECISION_HINT"] == hint  # the cache key: no stale f16 artifact
     reason = engine.precision_fallback(spec)

@@ -64,13 +64,13 @@ def engine_parts(
     int8_kind: str | None = None,
     prep: Preprocessing | None = None,
 ) -> dict[str, Any]:
-    """A built artifact depends on its graph, the engine and its version and settings, precision and what the
-    engine compiles it as, device,
-    shape, and for quantized precisions on the calibration images (by content) and settings, with
-    calibration.max_dice_drop on the validation images the drop is measured on, on the overflow fix as
-    resolved (`auto` means different builds on different CPUs), on the CPU's int8 kernel class and on the
-    quantizer settings the engine derives from all that (so a changed mapping of `default` is a miss), and on
-    how the calibration images were decoded and resized (Preprocessing)."""
+    """A built artifact depends on its graph, the engine and its version and settings, precision and what the engine
+    compiles it as, device, shape, and for quantized precisions on the calibration images (by content) and settings,
+    with calibration.max_dice_drop on the validation images the drop is measured on, on the overflow fix as resolved
+    (`auto` means different builds on different CPUs), on the CPU's int8 kernel class and on the quantizer settings
+    the engine derives from all that (so a changed mapping of `default` is a miss), and on how the calibration
+    images were decoded and resized (Preprocessing)."""
+    plan = engine.plan(spec)
     calibration = None
     if calibration_samples is not None:
         settings = OmegaConf.to_container(calibration_cfg, resolve=True)
@@ -87,7 +87,7 @@ def engine_parts(
             "preprocessing": (prep or Preprocessing()).key(),  # the calibration images as the engine saw them
             # the engine's own quantizer settings as it maps ours (OpenVINO, ONNX Runtime; MagicMind's plan has
             # none under this name: its calibration settings above decide it)
-            "quantizer": engine.plan(spec).get("quantization"),
+            "quantizer": plan.get("quantization"),
         }
     return {
         "stage": "engine",
@@ -97,7 +97,7 @@ def engine_parts(
         "settings": engine.settings(),
         "precision": spec.precision.mode,
         # what the engine compiles it as (OpenVINO: the inference precision, which can depend on the CPU)
-        "compile_config": engine.plan(spec).get("compile_config"),
+        "compile_config": plan.get("compile_config"),
         "device": spec.device,
         "input": spec.artifact_identity(),
         "calibration": calibration,

@@ -234,15 +234,15 @@ class OpenVINOEngine(Engine):
 
         budget = spec.quant.max_dice_drop
 
-        def dice_of(model) -> float:
+        candidate_config = self._compile_config(self.float_type(spec))  # every candidate as it will run
+
+        def dice_of(model, config: dict[str, Any] = candidate_config) -> float:
             compiled = self._core.compile_model(model, "CPU", config)
             return float(np.mean(validation.dice(OpenVINOSession(compiled))))
 
         layers = self.compute_layers(graph, spec)  # graph order: names and positions of what gets reverted
         original, shape = self._read_dynamic_batch(graph)
-        config = {"INFERENCE_PRECISION_HINT": "f32"}  # the reference: fp32, as the table's Δ vs fp32
-        reference = dice_of(original)
-        config = self._compile_config(self.float_type(spec))  # every candidate as it will run
+        reference = dice_of(original, {"INFERENCE_PRECISION_HINT": "f32"})  # fp32, as the table's Δ vs fp32
         initial = self._quantize(graph, spec, calibration)
         initial_dice = dice_of(initial)
         record: dict[str, Any] = {
