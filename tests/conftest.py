@@ -59,6 +59,12 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def train_data(tmp_path: Path) -> Path:
+    """Ten tiny cars of two views: enough for a car-disjoint train / validation / evaluation split."""
+    return write_dataset(tmp_path / "data", cars=10, views=2)
+
+
+@pytest.fixture
 def compose_cfg() -> Callable[..., DictConfig]:
     """compose(overrides) of the primary config, as `python -m unet_pipeline <overrides>` would."""
 

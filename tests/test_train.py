@@ -18,7 +18,7 @@ from unet_pipeline.job import run_job
 from unet_pipeline.model import load_unet
 from unet_pipeline.train import crop_size, make_batch, train, train_val_samples
 
-from .conftest import TINY_FRAME, write_dataset
+from .conftest import TINY_FRAME
 
 TINY_TRAIN = [
     "model=unet_demo",
@@ -33,11 +33,6 @@ TINY_TRAIN = [
     "train.batch_size=4",
     "train.progress=false",
 ]
-
-
-@pytest.fixture
-def train_data(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "data", cars=10, views=2)
 
 
 def test_three_way_car_split(compose_cfg, train_data):

@@ -294,6 +294,7 @@ class PipelineConfig:
 class TeacherSettings:
     checkpoint: str = MISSING  # weights of the student's architecture
     scale: float = MISSING  # the input scale they were trained at
+    base_width: int | None = None  # their architecture's base width; None: the student's
 
 
 @dataclass
@@ -309,6 +310,7 @@ class TrainSettings:
     num_threads: int | None = None
     max_images: int | None = None
     init_checkpoint: str | None = None
+    init_widen: bool = False
     resume: str | None = None
     progress: bool = True
     crop: list[int] | None = None

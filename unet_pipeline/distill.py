@@ -49,7 +49,13 @@ def teacher_models(cfg: DictConfig) -> list[DictConfig]:
     bad = [t.scale for t in tc.teachers if not 0 < t.scale <= 1]
     if bad:
         raise PipelineError(f"train.teachers scale {bad[0]} must be in (0, 1] (0.25 -> 320x479, 0.5 -> 640x959)")
-    return [OmegaConf.merge(cfg.model, {"scale": t.scale, "checkpoint": t.checkpoint}) for t in tc.teachers]
+    return [
+        OmegaConf.merge(
+            cfg.model,
+            {"scale": t.scale, "checkpoint": t.checkpoint, "base_width": t.base_width or cfg.model.base_width},
+        )
+        for t in tc.teachers
+    ]
 
 
 @torch.no_grad()
@@ -82,8 +88,10 @@ def cached_soft_targets(
     if not models:
         return None
     parts = {
-        "teachers": [{"sha256": file_sha256(m.checkpoint), "scale": m.scale} for m in models],
-        "architecture": {k: cfg.model[k] for k in ("base_width", "bilinear", "n_classes")},
+        "teachers": [
+            {"sha256": file_sha256(m.checkpoint), "scale": m.scale, "base_width": m.base_width} for m in models
+        ],
+        "architecture": {k: cfg.model[k] for k in ("bilinear", "n_classes")},
         "photos": [xxhash.xxh3_64_hexdigest(s.image.read_bytes()) for s in samples],
         "hw": list(hw),
         "preprocessing": Preprocessing.of(cfg.model, cfg.data).key(),

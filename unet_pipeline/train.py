@@ -30,9 +30,10 @@ from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair,
 from .distill import cached_soft_targets, distill_loss
 from .errors import PipelineError
 from .metrics import dice_per_image, predict_labels
-from .model import build_unet, input_hw, load_unet
+from .model import build_unet, input_hw, load_unet, read_checkpoint
 from .records import write_atomic, write_json
 from .synthetic import ensure_configured
+from .widen import widen_into
 
 log = logging.getLogger(__name__)
 MASK_VALUES = [0, 1]
@@ -175,7 +176,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     soft = cached_soft_targets(train_set, cfg, hw, out_dir, tc.progress)  # None without train.teachers
 
     net = build_unet(cfg.model)
-    if tc.init_checkpoint:
+    if tc.init_checkpoint and tc.init_widen:
+        net = widen_into(net, read_checkpoint(tc.init_checkpoint)[0])  # narrower weights, same logits
+        log.info("widened %s into base width %d", tc.init_checkpoint, cfg.model.base_width)
+    elif tc.init_checkpoint:
         net, _ = load_unet(cfg.model, tc.init_checkpoint)
     net = net.to(memory_format=torch.channels_last).train()  # ~30% faster convolutions on CPU
     steps_per_epoch = math.ceil(len(x_train) / tc.batch_size)
