@@ -50,7 +50,9 @@ def test_defaults(compose_cfg):
     assert cfg.device.name == "cpu" and cfg.engine._target_.endswith("OpenVINOEngine")
 
 
-@pytest.mark.parametrize("model", ["unet_carvana", "unet_carvana_small", "unet_carvana_small_640"])
+@pytest.mark.parametrize(
+    "model", ["unet_carvana", "unet_carvana_small", "unet_carvana_small_640", "unet_carvana_medium_640"]
+)
 def test_carvana_models_bring_carvana_data(compose_cfg, model):
     cfg = compose_cfg([f"model={model}"])
     assert cfg.data.name == "carvana" and cfg.data.synthetic is None
@@ -118,7 +120,7 @@ def test_sweep_experiments_carry_their_axes_and_a_stable_dir(experiment, axes):
     sweep_dir = str(cfg.hydra.sweep._get_node("dir")._value())  # unresolved: ${hydra:...} needs a running app
     assert "now:" not in sweep_dir and experiment in sweep_dir
     if experiment.startswith("sample_"):
-        assert cfg.model.name == "unet_carvana_small_640" and cfg.calibration.num_samples == 50  # bundled weights
+        assert cfg.model.name == "unet_carvana_medium_640" and cfg.calibration.num_samples == 50  # bundled weights
         assert cfg.shape.mode.value == ("dynamic" if experiment == "sample_eval" else "static")
     if experiment == "sample_eval":  # int8 bounded on every held-apart image, not only on average (issue 22)
         assert (cfg.calibration.max_dice_drop, cfg.calibration.drop_metric.value) == (0.0005, "worst_image")

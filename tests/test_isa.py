@@ -298,3 +298,18 @@ def test_a_job_failing_on_its_calibration_images_keeps_its_data_record(tiny_job_
     assert record["status"] == "failed" and "calibration.num_samples=500" in record["error"]
     assert record["data"]["root"] == cfg.data.root and record["data"]["eval_cars"] >= 1
     assert record["quantization"]["overflow_fix"]["requested"] == "auto"  # chosen before any image was read
+
+
+@pytest.mark.parametrize(
+    ("native", "instead"),
+    [({"float32", "bfloat16"}, "bfloat16"), ({"float32"}, "float32")],
+)
+def test_openvino_says_what_float16_runs_as_without_native_float16(monkeypatch, native, instead):
+    """On an AVX-512 BF16 EPYC (no fp16) OpenVINO compiled a float16 hint as bfloat16, not float32: the reason a
+    row carries names that, and float32 only where the CPU has neither."""
+    from unet_pipeline.engines import openvino as ov_engine
+
+    engine = ov_engine.OpenVINOEngine()
+    monkeypatch.setattr(engine, "native_float_types", lambda: native)
+    reason = engine.precision_fallback(_spec(mode="force_float16"))
+    assert reason is not None and reason.endswith(f"so it would run {instead}")

@@ -17,6 +17,7 @@ from unet_pipeline.engines.base import (
     Capabilities,
     Precision,
     QuantOptions,
+    budget_error,
     resolve_layers,
     with_overflow_fix,
 )
@@ -195,11 +196,28 @@ def test_worst_image_budget_uses_the_search_and_bounds_every_image(tiny_job_cfg,
     )
     if record["status"] == "failed":
         assert "(worst_image) on the validation images" in record["error"]
+        trials = record["quantization"]["accuracy_control"]["trials"]  # kept though it failed
+        assert len(trials) > 1 and all(t["drop"] > 0.01 for t in trials)
         return
     control = record["quantization"]["accuracy_control"]
     assert control["tool"].startswith("search") and control["drop_metric"] == "worst_image"
     assert control["final_drop"] <= 0.01 and control["trials"][-1]["drop"] == control["final_drop"]
     assert all(t["drop"] > 0.01 for t in control["trials"][:-1])  # every earlier, more int8 trial missed
+
+
+def test_a_missed_budget_keeps_its_trials_in_the_failed_record(tiny_job_cfg, tmp_path, monkeypatch):
+    """A search of many minutes that misses its budget still says, in result.json, how close each try came."""
+    trials = [{"weights": "per_channel", "keep_float": [], "dice": 0.98, "drop": 0.002}]
+    searched = {"tool": "search", "max_dice_drop": 0.0005, "trials": trials}
+
+    def miss(*args, **kwargs):
+        raise budget_error(0.0005, 0.002, 1, "worst_image", searched)
+
+    monkeypatch.setattr("unet_pipeline.job._run_stages", miss)
+    record = run_job(tiny_job_cfg(INT8), tmp_path / "job")
+    saved = json.loads((tmp_path / "job" / "result.json").read_text())
+    assert record["status"] == saved["status"] == "failed" and "not reached" in saved["error"]
+    assert saved["quantization"]["accuracy_control"] == searched
 
 
 def test_drop_of_the_mean_or_of_the_worst_image():

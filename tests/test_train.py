@@ -219,7 +219,13 @@ def test_distillation_loss_is_flat_where_the_student_agrees_with_its_teachers():
 
 
 @pytest.mark.parametrize(
-    ("name", "limit_mb"), [("unet_demo.pth", 4), ("unet_carvana_small.pth", 16), ("unet_carvana_small_640.pth", 16)]
+    ("name", "limit_mb"),
+    [
+        ("unet_demo.pth", 4),
+        ("unet_carvana_small.pth", 16),
+        ("unet_carvana_small_640.pth", 16),
+        ("unet_carvana_medium_640.pth", 20),
+    ],
 )
 def test_bundled_checkpoints_are_small_milesial_files(name, limit_mb):
     path = Path(bundled_checkpoint(name))

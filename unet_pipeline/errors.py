@@ -9,6 +9,18 @@ class PipelineError(Exception):
     """
 
 
+class BudgetNotMet(PipelineError):
+    """Accuracy-aware quantization found no int8 model within `calibration.max_dice_drop`.
+
+    Carries what was tried (`accuracy_control`, as a completed job records it), so the failed job's
+    result.json still says how close each configuration came: minutes of search are not lost with the error.
+    """
+
+    def __init__(self, message: str, accuracy_control: dict | None = None):
+        super().__init__(message)
+        self.accuracy_control = accuracy_control or {}
+
+
 class BadSampleError(PipelineError):
     """One image or mask that cannot be used (corrupt, truncated, wrong size or values).
 

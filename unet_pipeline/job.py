@@ -22,7 +22,7 @@ from . import isa
 from .cache import ArtifactCache, NoCache
 from .data import Preprocessing, Sample, load_input
 from .engines.base import BuildSpec, Engine
-from .errors import PipelineError
+from .errors import BudgetNotMet, PipelineError
 from .input_cache import InputCache
 from .job_record import RESULT_FILE, JobRecord, completed_before, one_line, write_per_image
 from .keys import engine_parts, export_parts
@@ -300,6 +300,8 @@ def run_job(
             record.status = "completed"
     except Exception as exc:  # every failure becomes a row, never a lost job
         record.status, record.error = "failed", one_line(exc)
+        if isinstance(exc, BudgetNotMet):  # the search's trials outlive its failure
+            record.quantization = {**(record.quantization or {}), "accuracy_control": exc.accuracy_control}
         if not isinstance(exc, PipelineError):
             record.traceback = traceback.format_exc()
         log.error(record.error)

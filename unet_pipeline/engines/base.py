@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from ..budget import Budget
-from ..errors import PipelineError
+from ..errors import BudgetNotMet, PipelineError
 from ..isa import Int8Isa
 
 _MODE = re.compile(r"^(?:force_(?P<force>\w+)|qint(?P<bits>\d+)_mixed_(?P<mixed>\w+))$")
@@ -101,11 +101,15 @@ def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
     return resolved
 
 
-def budget_error(budget: float, best_drop: float, tried: int, metric: str = "mean") -> PipelineError:
-    return PipelineError(
+def budget_error(
+    budget: float, best_drop: float, tried: int, metric: str = "mean", record: dict | None = None
+) -> BudgetNotMet:
+    """The one-line error of a missed budget; `record` (what was tried) goes into the failed job's result.json."""
+    return BudgetNotMet(
         f"calibration.max_dice_drop={budget} not reached: the best of {tried} int8 configurations loses "
         f"{best_drop:.5f} Dice ({metric}) on the validation images; raise the budget, add calibration.keep_float "
-        "layers, or use a float precision"
+        "layers, or use a float precision",
+        record,
     )
 
 

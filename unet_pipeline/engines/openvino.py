@@ -112,9 +112,12 @@ class OpenVINOEngine(Engine):
         wanted = spec.precision.float_type
         native = self.native_float_types()
         if wanted not in native:
+            # A float16 hint where the CPU has bf16 but no fp16 compiles as bfloat16 (seen on an AVX-512 BF16
+            # EPYC: "compiled as bfloat16", 2.1x float32); the row's compiled type is checked either way.
+            instead = "bfloat16" if wanted == "float16" and "bfloat16" in native else "float32"
             return (
                 f"this CPU has no native {wanted} for OpenVINO (capabilities: {', '.join(sorted(native))}), "
-                "so it would run float32"
+                f"so it would run {instead}"
             )
         ran = self.float_type(spec)
         if ran != wanted:
@@ -277,7 +280,7 @@ class OpenVINOEngine(Engine):
             kept = [name for name in layers if name in reverted]
             record["tool"] = "nncf.quantize_with_accuracy_control"
         if reference - final_dice > budget:
-            raise budget_error(budget, reference - final_dice, 1)
+            raise budget_error(budget, reference - final_dice, 1, record={**record, "final_dice": final_dice})
         record.update(
             final_dice=final_dice,
             final_drop=reference - final_dice,

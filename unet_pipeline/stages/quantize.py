@@ -123,7 +123,15 @@ def search_within_drop(
             }
             return out_dir / artifact.name, record
         shutil.rmtree(trial_dir)
-    raise budget_error(budget, min(t["drop"] for t in tried), len(tried), spec.quant.drop_metric)
+    searched = {
+        "tool": "search (calibration.max_dice_drop, stages/quantize.py)",
+        "max_dice_drop": budget,
+        "drop_metric": spec.quant.drop_metric,
+        "validation_images": len(validation.items),
+        "reference_dice": reference,
+        "trials": tried,
+    }
+    raise budget_error(budget, min(t["drop"] for t in tried), len(tried), spec.quant.drop_metric, searched)
 
 
 def dice_drop(reference: list[float], scores: list[float], metric: str) -> float:
