@@ -292,7 +292,7 @@ class PipelineConfig:
 
 @dataclass
 class TeacherSettings:
-    checkpoint: str = MISSING  # weights of the student's architecture
+    checkpoint: str = MISSING  # weights of a UNet like the student's (its own base_width below)
     scale: float = MISSING  # the input scale they were trained at
     base_width: int | None = None  # their architecture's base width; None: the student's
 

@@ -24,7 +24,7 @@ def base_width_of(state: dict[str, torch.Tensor]) -> int:
         raise PipelineError("checkpoint has no inc.double_conv.0.weight: not a milesial UNet state_dict") from None
 
 
-def _input_channels(name: str, module: nn.Module, old_in: int, new_in: int) -> torch.Tensor:
+def _input_channels(name: str, old_in: int, new_in: int) -> torch.Tensor:
     """Where each of the narrow layer's input channels sits in the wide layer.
 
     An `Up` block's first convolution reads cat([skip, upsampled]), two halves that widen apart; every other
@@ -64,8 +64,8 @@ def _widen_conv(name: str, conv: nn.Conv2d | nn.ConvTranspose2d, state: dict[str
     weight = conv.weight.transpose(0, 1) if transposed else conv.weight  # a view: writes reach the module
     old = old.transpose(0, 1) if transposed else old
     old_out, old_in = old.shape[:2]
-    rows = _input_channels(name, conv, old_in, weight.shape[1])
+    inputs = _input_channels(name, old_in, weight.shape[1])
     weight[:old_out] = 0  # the old outputs read nothing from new inputs ...
-    weight[:old_out, rows] = old  # ... and exactly what they read before from the old ones
+    weight[:old_out, inputs] = old  # ... and exactly what they read before from the old ones
     if conv.bias is not None:
         conv.bias[:old_out] = state[f"{name}.bias"]

@@ -91,6 +91,13 @@ def search_within_drop(
     shutil.rmtree(out_dir / "reference")
     layers = engine.compute_layers(graph, spec) if engine.capabilities.keep_float else []
     tried: list[dict[str, Any]] = []
+    searched = {  # what the record says, whether the search succeeds or fails
+        "tool": "search (calibration.max_dice_drop, stages/quantize.py)",
+        "max_dice_drop": budget,
+        "drop_metric": spec.quant.drop_metric,
+        "validation_images": len(validation.items),
+        "reference_dice": reference,
+    }
     for index, quant in enumerate(search_order(spec.quant, len(layers))[: max(1, trials)]):
         trial = replace(spec, quant=quant)
         trial_dir = out_dir / f"trial{index}"
@@ -109,29 +116,19 @@ def search_within_drop(
             for item in trial_dir.iterdir():
                 shutil.move(str(item), out_dir / item.name)
             trial_dir.rmdir()
+            kept = tried[-1]["keep_float"]
             record = {
-                "tool": "search (calibration.max_dice_drop, stages/quantize.py)",
-                "max_dice_drop": budget,
-                "drop_metric": spec.quant.drop_metric,
-                "validation_images": len(validation.items),
-                "reference_dice": reference,
+                **searched,
                 "final_dice": dice,
                 "final_drop": drop,
-                "kept_float": tried[-1]["keep_float"],
-                "kept_float_positions": [layers.index(name) for name in tried[-1]["keep_float"]],
+                "kept_float": kept,
+                "kept_float_positions": [layers.index(name) for name in kept],
                 "trials": tried,
             }
             return out_dir / artifact.name, record
         shutil.rmtree(trial_dir)
-    searched = {
-        "tool": "search (calibration.max_dice_drop, stages/quantize.py)",
-        "max_dice_drop": budget,
-        "drop_metric": spec.quant.drop_metric,
-        "validation_images": len(validation.items),
-        "reference_dice": reference,
-        "trials": tried,
-    }
-    raise budget_error(budget, min(t["drop"] for t in tried), len(tried), spec.quant.drop_metric, searched)
+    failed = {**searched, "trials": tried}  # a failed job's record still says how close each trial came
+    raise budget_error(budget, min(t["drop"] for t in tried), len(tried), spec.quant.drop_metric, failed)
 
 
 def dice_drop(reference: list[float], scores: list[float], metric: str) -> float:
