@@ -21,9 +21,9 @@ Side by side in one run, each printed with its ratios and the Dice of every row:
 5. OpenVINO's performance hint LATENCY (the default) / THROUGHPUT: engine sync, async and end to end.
 `sections=e2e,align,feed,fold,hint` (the script's own option) runs only those, in this order (the pipeline
 against the unaligned engine needs both e2e and align). On Carvana each size runs the bundled weights trained
-at it: `unet_carvana_small` at 320x479, `unet_carvana_small_640` at 640x959 (same architecture); with
-`model=...` given, that model at scale 0.25 and 0.5. Every comparison is between rows of the same weights and
-size.
+at it: `unet_carvana_small` at 320x479, `unet_carvana_medium_640` at 640x959 (base width 24: what the sample
+experiments run); with `model=...` given, that model at scale 0.25 and 0.5. Every comparison is between rows of
+the same weights and size.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def sizes(argv: list[str]) -> tuple[str, str]:
     """(the sweep over 320x479 and 640x959, the override for 640x959 alone): on Carvana the bundled weights of
     each size, else the chosen model at scale 0.25 and 0.5."""
     if "model=unet_carvana_small" in data_overrides(argv):
-        return "model=unet_carvana_small,unet_carvana_small_640", "model=unet_carvana_small_640"
+        return "model=unet_carvana_small,unet_carvana_medium_640", "model=unet_carvana_medium_640"
     return "model.scale=0.25,0.5", "model.scale=0.5"
 
 

@@ -88,6 +88,10 @@ def test_validation_images_are_apart_from_evaluation_and_calibration():
         (["engine=torch", "calibration.keep_float=[last]"], "engine=torch"),
         (["calibration.keep_float=[40]"], "position 40 is outside"),
         (["calibration.max_dice_drop=2"], "must be in [0, 1)"),
+        (
+            ["engine=onnxruntime", "calibration.bias_correction=full"],
+            "engine=onnxruntime has no calibration.bias_correction=full; supported: default, none",
+        ),
     ],
 )
 def test_unsupported_calibration_choices_fail_in_one_line(tiny_job_cfg, tmp_path, overrides, message):
@@ -132,6 +136,8 @@ def test_kept_layers_really_run_float(tiny_job_cfg, tmp_path, engine):
         ["calibration.method=minmax", "calibration.activations=asymmetric"],
         ["calibration.method=percentile", "calibration.percentile=99.9", "calibration.weights=per_tensor"],
         ["calibration.method=histogram"],
+        ["calibration.bias_correction=full"],
+        ["calibration.bias_correction=none"],
         ["engine=onnxruntime", "calibration.method=entropy", "calibration.activations=symmetric"],
         ["engine=onnxruntime", "calibration.method=percentile", "calibration.weights=per_tensor"],
     ],
@@ -140,6 +146,29 @@ def test_every_calibration_choice_builds_an_int8_model(tiny_job_cfg, tmp_path, o
     record = run_job(tiny_job_cfg(INT8, *overrides), tmp_path / "job")
     assert record["status"] == "completed", record["error"]
     assert record["compiled"]["quantized_layer_share"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("setting", "fast", "disabled", "recorded"),
+    [
+        ("default", True, False, "FastBiasCorrection (NNCF default)"),
+        ("fast", True, False, "FastBiasCorrection"),
+        ("full", False, False, "BiasCorrection (fast_bias_correction=False)"),
+        ("none", True, True, "none (disable_bias_correction)"),
+    ],
+)
+def test_bias_correction_reaches_nncf_and_the_key(setting, fast, disabled, recorded):
+    """`calibration.bias_correction` is NNCF's `fast_bias_correction` / `disable_bias_correction`, and the plan
+    (part of the engine's cache key) says which ran, so a full-correction build is never served a fast one."""
+    spec = BuildSpec(
+        Precision("qint8_mixed_float32"), "static", 1, None, (16, 16), 3, "cpu",
+        quant=QuantOptions(overflow_fix="first_layer", bias_correction=setting),
+    )  # fmt: skip
+    engine = OpenVINOEngine()
+    arguments = engine._nncf_arguments(Path("unused"), spec, [None])
+    assert arguments["fast_bias_correction"] is fast
+    assert arguments["advanced_parameters"].disable_bias_correction is disabled
+    assert engine.plan(spec)["quantization"]["bias_correction"] == recorded
 
 
 def _per_tensor_drop(tiny_job_cfg, tmp_path, engine: str, budget: str) -> dict:

@@ -93,6 +93,16 @@ class OverflowFix(str, Enum):
     disable = "disable"  # full 8-bit weights everywhere
 
 
+class BiasCorrection(str, Enum):
+    """Biases re-fitted after calibration so each int8 layer's mean output matches float (NNCF; engines without it
+    take `default` or `none`, which there are the same)."""
+
+    default = "default"  # the engine's own (NNCF: fast)
+    fast = "fast"  # from each layer's own float and int8 outputs (NNCF fast_bias_correction=True)
+    full = "full"  # through the already quantized layers before it: slower, closer (fast_bias_correction=False)
+    none = "none"  # biases as trained
+
+
 class BadSamplePolicy(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -137,6 +147,7 @@ class CalibrationConfig:
     max_dice_drop: float | None = None
     drop_metric: DropMetric = DropMetric.mean
     overflow_fix: OverflowFix = OverflowFix.auto
+    bias_correction: BiasCorrection = BiasCorrection.default
     validation_samples: int = 32
     search_trials: int = 8
 

@@ -108,6 +108,9 @@ def _calibration(row: pd.Series) -> str | None:
         str(row.get("quantization.options.weights")),
         f"act {row.get('quantization.options.activations')}",
     ]
+    bias = row.get("quantization.options.bias_correction")
+    if isinstance(bias, str) and bias != "default":
+        parts.append(f"bias corr. {bias}")
     keep = row.get("quantization.options.keep_float")
     if isinstance(keep, list) and keep:
         parts.append(f"float [{', '.join(map(str, keep))}]")

@@ -62,6 +62,7 @@ def quant_options(calibration: DictConfig) -> QuantOptions:
         max_dice_drop=None if drop is None else float(drop),
         drop_metric=str(calibration.drop_metric.value),
         overflow_fix=str(calibration.overflow_fix.value),
+        bias_correction=str(calibration.bias_correction.value),
     )
 
 

@@ -69,6 +69,9 @@ class QuantOptions:
     # 7-bit weights against u8 x s8 saturation (isa.py): enable (every layer) | first_layer | disable, or auto
     # until `Engine.overflow_fix` resolves it for the CPU the artifact is built for
     overflow_fix: str = "auto"
+    # after calibration, biases re-fitted to undo int8's shift of each layer's mean output: default (the
+    # engine's own) | fast (from each layer's own output) | full (through the quantized layers before it) | none
+    bias_correction: str = "default"
 
 
 def resolve_layers(ordered: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -202,6 +205,7 @@ class Capabilities:
     keep_float: bool = False  # can leave chosen compute layers in float (calibration.keep_float)
     native_accuracy_control: bool = False  # has its own accuracy-aware quantization (else the generic search)
     overflow_fixes: tuple[str, ...] = ("auto", "disable")  # calibration.overflow_fix values it can honour
+    bias_corrections: tuple[str, ...] = ("default", "none")  # calibration.bias_correction values (default: its own)
 
 
 def cyclic_batch(images: list[np.ndarray], start: int, batch: int) -> np.ndarray:
@@ -306,6 +310,11 @@ class Engine(ABC):
             raise PipelineError(
                 f"engine={self.name} has no calibration.overflow_fix={quant.overflow_fix}; "
                 f"supported: {', '.join(caps.overflow_fixes)}"
+            )
+        if quant.bias_correction not in caps.bias_corrections:
+            raise PipelineError(
+                f"engine={self.name} has no calibration.bias_correction={quant.bias_correction}; "
+                f"supported: {', '.join(caps.bias_corrections)}"
             )
 
     def overflow_fix(self, spec: BuildSpec, isa: Int8Isa) -> OverflowChoice:

@@ -79,6 +79,7 @@ class OpenVINOEngine(Engine):
         keep_float=True,
         native_accuracy_control=True,
         overflow_fixes=("auto", *_OVERFLOW_FIXES),
+        bias_corrections=("default", "fast", "full", "none"),
     )
 
     def __init__(
@@ -160,6 +161,7 @@ class OpenVINOEngine(Engine):
                 "weights_per_channel": quant.weights == "per_channel",
                 "preset": _preset_name(quant.activations),
                 "overflow_fix": _OVERFLOW_FIXES[resolved_overflow_fix(quant)],
+                "bias_correction": _BIAS_CORRECTIONS[quant.bias_correction],
                 "ignored_scope": list(quant.keep_float),
                 "max_dice_drop": quant.max_dice_drop,
             }
@@ -202,10 +204,12 @@ class OpenVINOEngine(Engine):
         )
         if quant.weights == "per_tensor":
             advanced.weights_quantization_params = QuantizationParameters(per_channel=False)
+        advanced.disable_bias_correction = quant.bias_correction == "none"
         arguments: dict[str, Any] = {
             "calibration_dataset": nncf.Dataset(calibration, lambda image: image[None]),
             "subset_size": len(calibration),
             "advanced_parameters": advanced,  # quantize_with_accuracy_control: advanced_quantization_parameters
+            "fast_bias_correction": quant.bias_correction != "full",
         }
         preset = _preset_name(quant.activations)
         if preset:
@@ -360,6 +364,15 @@ def _estimator_name(quant: QuantOptions) -> str:
     if quant.method == "percentile":
         return f"MEAN_QUANTILE ({quant.percentile} %)"
     return _RANGE_ESTIMATORS[quant.method] or "MEAN_MINMAX (NNCF default)"
+
+
+# calibration.bias_correction -> what NNCF runs (the plan's record, part of the engine's cache key)
+_BIAS_CORRECTIONS = {
+    "default": "FastBiasCorrection (NNCF default)",
+    "fast": "FastBiasCorrection",
+    "full": "BiasCorrection (fast_bias_correction=False)",
+    "none": "none (disable_bias_correction)",
+}
 
 
 def _preset_name(activations: str) -> str | None:
