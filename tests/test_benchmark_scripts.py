@@ -71,8 +71,9 @@ def test_milesial_reference_script_agrees_on_real_images():
 
 
 def test_pipeline_script_runs_each_size_on_the_weights_trained_at_it(monkeypatch):
-    """On Carvana the 640x959 rows run `unet_carvana_medium_640` (what the sample experiments run), not the 320x479 weights at scale 0.5; a model the
-    user names is run at both scales; a sweep that picks the model is not given a second `model=`."""
+    """On Carvana the 640x959 rows run `unet_carvana_medium_640` (what the sample experiments run), not the
+    320x479 weights at scale 0.5; a model the user names is run at both scales; a sweep that picks the model is
+    not given a second `model=`."""
     monkeypatch.syspath_prepend(str(REPO / "benchmark"))
     monkeypatch.setenv("CARVANA_DATASETS_PATH", "/data/carvana")
     import _sweep
