@@ -71,10 +71,14 @@ def test_train_writes_milesial_checkpoints(compose_cfg, train_data, tmp_path):
     assert run_job(job, tmp_path / "job")["status"] == "completed"
 
 
-def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data, tmp_path, monkeypatch):
+JITTER_EMA = ["train.ema_decay=0.9", "train.photometric.brightness=0.2"]
+
+
+@pytest.mark.parametrize("extra", [[], JITTER_EMA], ids=["plain", "jitter_ema"])
+def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data, tmp_path, monkeypatch, extra):
     import unet_pipeline.train as train_module
 
-    overrides = [*TINY_TRAIN, f"data.root={train_data}", "train.epochs=3"]
+    overrides = [*TINY_TRAIN, f"data.root={train_data}", *extra, "train.epochs=3"]
     whole = tmp_path / "whole"
     whole.mkdir()
     reference = train(compose_cfg(overrides, config_name="train"), whole)
@@ -85,7 +89,7 @@ def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data
 
     def interrupted(*args):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 2 * (1 + bool(extra)):  # with EMA, two validations an epoch
             raise KeyboardInterrupt  # killed during epoch 2
         return real_validate(*args)
 
@@ -98,6 +102,7 @@ def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data
     for got, want in zip(resumed["history"], reference["history"], strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
         assert got["val_dice"] == pytest.approx(want["val_dice"], abs=1e-4)
+        assert got.get("val_dice_raw", 0) == pytest.approx(want.get("val_dice_raw", 0), abs=1e-4)
 
     longer = compose_cfg([*overrides[:-1], "train.epochs=5", f"train.resume={part / 'last.pth'}"], config_name="train")
     with pytest.raises(PipelineError, match="continues a run of 3 epochs"):
@@ -232,3 +237,19 @@ def test_bundled_checkpoints_are_small_milesial_files(name, limit_mb):
     assert path.is_file(), f"{name} is not bundled"
     assert path.stat().st_size < limit_mb * 1e6
     assert torch.load(path, weights_only=True)["mask_values"] == [0, 1]
+
+
+def test_a_refit_trains_on_every_non_evaluation_car_and_keeps_its_last_epoch(compose_cfg, train_data, tmp_path):
+    """train.val_fraction=0: the validation cars join training (never the evaluation cars), nothing is validated,
+    and best.pth is the last epoch's weights."""
+    split = compose_cfg([*TINY_TRAIN, f"data.root={train_data}"], config_name="train")
+    samples = list_samples(split.data.root, split.data)
+    train_set, val_set = train_val_samples(samples, split)
+    refit = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", "train.val_fraction=0", "train.epochs=2"], "train")
+    everything, none = train_val_samples(samples, refit)
+    assert none == [] and {s.image for s in everything} == {s.image for s in train_set + val_set}
+    summary = train(refit, tmp_path / "run")
+    assert summary["best_val_dice"] is None and [h["val_dice"] for h in summary["history"]] == [None, None]
+    best = torch.load(tmp_path / "run" / "best.pth", weights_only=True)
+    last = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["model"]
+    assert all(torch.equal(best[k], v) for k, v in last.items())

@@ -309,6 +309,14 @@ class TeacherSettings:
 
 
 @dataclass
+class PhotometricSettings:
+    brightness: float = 0.0  # spread of a random brightness factor in [1 - b, 1 + b]; 0: off
+    contrast: float = 0.0
+    saturation: float = 0.0
+    channel_shuffle: float = 0.0  # probability of a random R, G, B permutation
+
+
+@dataclass
 class TrainSettings:
     epochs: int = 7
     batch_size: int = 4
@@ -317,6 +325,8 @@ class TrainSettings:
     amp: str = "auto"
     val_fraction: float = 0.1
     hflip: bool = True
+    photometric: PhotometricSettings = field(default_factory=PhotometricSettings)
+    ema_decay: float | None = None
     seed: int = 0
     num_threads: int | None = None
     max_images: int | None = None

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from . import preflight
+from . import augment, preflight
 from .config import register_configs
 from .data import Preprocessing, Sample, held_out_cars, list_samples, load_pair, select_eval, to_model_input
 from .distill import cached_soft_targets, distill_loss
@@ -40,16 +41,20 @@ MASK_VALUES = [0, 1]
 
 
 def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Sample], list[Sample]]:
-    """(train, validation) over the cars the pipeline does not evaluate on; the two share no car."""
+    """(train, validation) over the cars the pipeline does not evaluate on; the two share no car.
+
+    train.val_fraction=0 is a refit: no validation cars, every non-evaluation car trains, and the last epoch is
+    kept (its epoch count chosen beforehand by a validated run of the same recipe)."""
     eval_cars = {s.car for s in select_eval(samples, cfg.data)} if cfg.data.split == "val" else set()
     pool = [s for s in samples if s.car not in eval_cars]
-    val_cars = held_out_cars({s.car for s in pool}, cfg.train.val_fraction)
+    refit = cfg.train.val_fraction == 0
+    val_cars = set() if refit else held_out_cars({s.car for s in pool}, cfg.train.val_fraction)
     train = [s for s in pool if s.car not in val_cars]
     val = [s for s in pool if s.car in val_cars]
     if cfg.train.max_images:
         train = train[: cfg.train.max_images]
-        val = val[: max(1, cfg.train.max_images // 4)]
-    if not train or not val:
+        val = val[: max(1, cfg.train.max_images // 4)] if val else val
+    if not train or not (val or refit):
         raise PipelineError(f"too few cars to train: {len(train)} training and {len(val)} validation images")
     return train, val
 
@@ -57,6 +62,8 @@ def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Samp
 def load_arrays(samples: list[Sample], hw: tuple[int, int], prep: Preprocessing, progress: bool, desc: str):
     """Decode and resize once, exactly as inference does (the model's Preprocessing); epochs then read from
     memory. Kept as uint8 pixels (HxWx3) and uint8 labels: a quarter of float32's memory (6 GB at 640x959)."""
+    if not samples:  # a refit's validation set
+        return np.empty((0, *hw, 3), np.uint8), np.empty((0, *hw), np.uint8)
     pairs = [load_pair(s, hw, prep, uint8_nhwc=True) for s in tqdm(samples, desc=desc, disable=not progress)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.uint8)
 
@@ -67,10 +74,12 @@ def make_batch(
     crop: tuple[int, int] | None,
     rng: np.random.Generator,
     soft: np.ndarray | None = None,
+    photometric: DictConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A training batch as the engine is fed (float32 NCHW in [0, 1], `to_model_input`), its labels and, with
     teachers, their soft targets, each image cropped at its own random offset when `crop` (height, width) is set:
-    the UNet is fully convolutional, so crops of the full-size input train it at a fraction of a frame's cost."""
+    the UNet is fully convolutional, so crops of the full-size input train it at a fraction of a frame's cost.
+    `photometric` (train.photometric) jitters the photos' colours, never their labels or targets."""
     if crop is not None:
         height, width = labels.shape[1:]
         tops = rng.integers(0, height - crop[0] + 1, len(pixels))
@@ -79,6 +88,8 @@ def make_batch(
         pixels = np.stack([p[w] for p, w in zip(pixels, windows, strict=True)])
         labels = np.stack([m[w] for m, w in zip(labels, windows, strict=True)])
         soft = None if soft is None else np.stack([t[w] for t, w in zip(soft, windows, strict=True)])
+    if photometric is not None and augment.enabled(photometric):
+        pixels = augment.jitter(pixels, photometric, rng)
     x = np.stack([to_model_input(p) for p in pixels])
     targets = None if soft is None else torch.from_numpy(np.ascontiguousarray(soft))
     return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)), targets
@@ -141,6 +152,16 @@ def save_milesial(net: torch.nn.Module, path: Path) -> None:
     save_checkpoint(state, path)
 
 
+def moving_average(net: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """train.ema_decay: an exponential moving average of the weights (and BatchNorm statistics), updated after
+    every step; validated and saved instead of the raw weights, which jump with each batch's gradient."""
+    if decay is None:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise PipelineError(f"train.ema_decay={decay} must be in (0, 1), e.g. 0.995, or null to turn it off")
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def require_checkpoints(tc: DictConfig) -> None:
     """Every checkpoint the run will read, checked before minutes of decoding: one line naming the key."""
     wanted = [("train.init_checkpoint", tc.init_checkpoint), ("train.resume", tc.resume)]
@@ -153,6 +174,7 @@ def require_checkpoints(tc: DictConfig) -> None:
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
     require_checkpoints(tc)
+    augment.check_photometric(tc.photometric)
     torch.manual_seed(tc.seed)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -182,6 +204,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     elif tc.init_checkpoint:
         net, _ = load_unet(cfg.model, tc.init_checkpoint)
     net = net.to(memory_format=torch.channels_last).train()  # ~30% faster convolutions on CPU
+    ema = moving_average(net, tc.ema_decay)
     steps_per_epoch = math.ceil(len(x_train) / tc.batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch)
@@ -193,6 +216,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"], state["best_dice"], state["history"]
+        if ema is not None:
+            if "ema" not in state:
+                raise PipelineError(f"train.resume={tc.resume} was trained without train.ema_decay; resume it so")
+            ema.load_state_dict(state["ema"])
         if state["epochs"] != tc.epochs:
             raise PipelineError(
                 f"train.resume continues a run of {state['epochs']} epochs (its one-cycle schedule), not "
@@ -210,7 +237,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
         for i in bar:
             idx = np.sort(order[i : i + tc.batch_size])
-            x, y, t = make_batch(x_train[idx], y_train[idx], crop, rng, None if soft is None else soft[idx])
+            t = None if soft is None else soft[idx]
+            x, y, t = make_batch(x_train[idx], y_train[idx], crop, rng, t, tc.photometric)
             x = x.contiguous(memory_format=torch.channels_last)
             if tc.hflip and rng.random() < 0.5:
                 x, y, t = x.flip(-1), y.flip(-1), None if t is None else t.flip(-1)
@@ -223,20 +251,19 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(net)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(best, 0):.4f}")
-        val_dice = validate(net, x_val, y_val, tc.batch_size)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "val_dice": val_dice,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if val_dice > best:
-            best = val_dice
-            save_milesial(net, out_dir / "best.pth")
+        kept = net if ema is None else ema.module  # the weights validated, picked and saved
+        val_dice = validate(kept, x_val, y_val, tc.batch_size) if len(x_val) else None  # None: a refit
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
+        if ema is not None and val_dice is not None:
+            history[-1]["val_dice_raw"] = validate(net, x_val, y_val, tc.batch_size)  # what EMA changed
+        history[-1]["seconds"] = time.perf_counter() - t0
+        if val_dice is None or val_dice > best:  # a refit keeps its last epoch
+            best = -1.0 if val_dice is None else val_dice
+            save_milesial(kept, out_dir / "best.pth")
         save_checkpoint(
             {
                 "model": net.state_dict(),
@@ -247,19 +274,22 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 "best_dice": best,
                 "history": history,
                 "rng": rng.bit_generator.state,
+                **({} if ema is None else {"ema": ema.state_dict()}),
             },
             out_dir / "last.pth",
         )
+        raw = f", raw weights {history[-1]['val_dice_raw']:.5f}" if "val_dice_raw" in history[-1] else ""
+        scored = "no validation (refit)" if val_dice is None else f"validation Dice {val_dice:.5f}{raw}"
         log.info(
-            "epoch %d: loss %.4f, validation Dice %.4f (best %.4f), %.0f s",
+            "epoch %d: loss %.4f, %s (best %.5f), %.0f s",
             epoch + 1,
             history[-1]["loss"],
-            val_dice,
+            scored,
             best,
             history[-1]["seconds"],
         )
     summary = {
-        "best_val_dice": best,
+        "best_val_dice": None if not len(x_val) else best,
         "history": history,
         "bf16_autocast": bf16,
         "input_size": list(hw),
@@ -280,7 +310,9 @@ def main(cfg: DictConfig) -> None:
         summary = train(cfg, out_dir)
     except PipelineError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoint: {out_dir / 'best.pth'}")
+    best = summary["best_val_dice"]
+    picked = "last epoch (refit, no validation)" if best is None else f"best validation Dice {best:.4f}"
+    print(f"{picked}; checkpoint: {out_dir / 'best.pth'}")
 
 
 register_configs()
