@@ -279,15 +279,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             out_dir / "last.pth",
         )
         raw = f", raw weights {history[-1]['val_dice_raw']:.5f}" if "val_dice_raw" in history[-1] else ""
-        scored = "no validation (refit)" if val_dice is None else f"validation Dice {val_dice:.5f}{raw}"
-        log.info(
-            "epoch %d: loss %.4f, %s (best %.5f), %.0f s",
-            epoch + 1,
-            history[-1]["loss"],
-            scored,
-            best,
-            history[-1]["seconds"],
-        )
+        scored = f"validation Dice {val_dice:.5f}{raw} (best {best:.5f})" if val_dice is not None else "refit"
+        log.info("epoch %d: loss %.4f, %s, %.0f s", epoch + 1, history[-1]["loss"], scored, history[-1]["seconds"])
     summary = {
         "best_val_dice": None if not len(x_val) else best,
         "history": history,
