@@ -53,7 +53,7 @@ def train_val_samples(samples: list[Sample], cfg: DictConfig) -> tuple[list[Samp
     val = [s for s in pool if s.car in val_cars]
     if cfg.train.max_images:
         train = train[: cfg.train.max_images]
-        val = val[: max(1, cfg.train.max_images // 4)] if val else val
+        val = val[: max(1, cfg.train.max_images // 4)]
     if not train or not (val or refit):
         raise PipelineError(f"too few cars to train: {len(train)} training and {len(val)} validation images")
     return train, val
@@ -157,8 +157,6 @@ def moving_average(net: torch.nn.Module, decay: float | None) -> AveragedModel |
     every step; validated and saved instead of the raw weights, which jump with each batch's gradient."""
     if decay is None:
         return None
-    if not 0.0 < decay < 1.0:
-        raise PipelineError(f"train.ema_decay={decay} must be in (0, 1), e.g. 0.995, or null to turn it off")
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -175,6 +173,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     tc = cfg.train
     require_checkpoints(tc)
     augment.check_photometric(tc.photometric)
+    if tc.ema_decay is not None and not 0.0 < tc.ema_decay < 1.0:
+        raise PipelineError(f"train.ema_decay={tc.ema_decay} must be in (0, 1), e.g. 0.995, or null to turn it off")
     torch.manual_seed(tc.seed)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -195,6 +195,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     prep = Preprocessing.of(cfg.model, cfg.data)
     x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
     x_val, y_val = load_arrays(val_set, hw, prep, tc.progress, "loading val")
+    refit = not val_set  # train.val_fraction=0: nothing to validate, the last epoch is kept
     soft = cached_soft_targets(train_set, cfg, hw, out_dir, tc.progress)  # None without train.teachers
 
     net = build_unet(cfg.model)
@@ -218,7 +219,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         start_epoch, best, history = state["epoch"], state["best_dice"], state["history"]
         if ema is not None:
             if "ema" not in state:
-                raise PipelineError(f"train.resume={tc.resume} was trained without train.ema_decay; resume it so")
+                raise PipelineError(f"train.resume={tc.resume} has no moving average: resume with train.ema_decay=null")
             ema.load_state_dict(state["ema"])
         if state["epochs"] != tc.epochs:
             raise PipelineError(
@@ -256,13 +257,13 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(best, 0):.4f}")
         kept = net if ema is None else ema.module  # the weights validated, picked and saved
-        val_dice = validate(kept, x_val, y_val, tc.batch_size) if len(x_val) else None  # None: a refit
+        val_dice = None if refit else validate(kept, x_val, y_val, tc.batch_size)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
         if ema is not None and val_dice is not None:
             history[-1]["val_dice_raw"] = validate(net, x_val, y_val, tc.batch_size)  # what EMA changed
         history[-1]["seconds"] = time.perf_counter() - t0
-        if val_dice is None or val_dice > best:  # a refit keeps its last epoch
-            best = -1.0 if val_dice is None else val_dice
+        if refit or val_dice > best:  # a refit keeps its last epoch
+            best = -1.0 if refit else val_dice
             save_milesial(kept, out_dir / "best.pth")
         save_checkpoint(
             {
@@ -282,7 +283,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         scored = f"validation Dice {val_dice:.5f}{raw} (best {best:.5f})" if val_dice is not None else "refit"
         log.info("epoch %d: loss %.4f, %s, %.0f s", epoch + 1, history[-1]["loss"], scored, history[-1]["seconds"])
     summary = {
-        "best_val_dice": None if not len(x_val) else best,
+        "best_val_dice": None if refit else best,
         "history": history,
         "bf16_autocast": bf16,
         "input_size": list(hw),
