@@ -126,8 +126,8 @@ def use_bf16(mode: str) -> bool:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> float:
-    """Mean per-image Dice, computed as the pipeline computes it."""
+def validation_scores(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> np.ndarray:
+    """Per-image Dice, computed as the pipeline computes it (the net is left in training mode)."""
     net.eval()
     scores = []
     for i in range(0, len(images), batch):
@@ -135,7 +135,12 @@ def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch:
         logits = net(torch.from_numpy(x)).float().numpy()
         scores.append(dice_per_image(predict_labels(logits), masks[i : i + batch]))
     net.train()
-    return float(np.concatenate(scores).mean())
+    return np.concatenate(scores)
+
+
+def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> float:
+    """Mean per-image Dice: what picks the epoch."""
+    return float(validation_scores(net, images, masks, batch).mean())
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:

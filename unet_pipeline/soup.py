@@ -1,0 +1,63 @@
+"""`python -m unet_pipeline.soup A.pth B.pth [...] -o soup.pth`: the uniform average of checkpoints' weights.
+
+Why: runs fine-tuned from the same start usually sit in one basin of the loss, and the average of their weights
+(a "model soup", Wortsman et al. 2022) often generalises better than any one of them, at no cost at inference: it
+is one UNet of the same shape, milesial format. Whether it is better is for validation to say
+(`python -m unet_pipeline.validate model.checkpoint=soup.pth ...`), never the evaluation cars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import PipelineError
+from .model import read_checkpoint
+from .train import MASK_VALUES, save_checkpoint
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state_dicts with the same keys and shapes; BatchNorm's step counters (integers)
+    keep the largest count."""
+    if not states:
+        raise PipelineError("nothing to average: give two or more checkpoints")
+    keys = set(states[0])
+    for i, state in enumerate(states[1:], start=1):
+        if set(state) != keys:
+            raise PipelineError(f"checkpoint {i + 1} has other keys than the first: average the same architecture")
+    averaged = {}
+    for key in states[0]:
+        tensors = [s[key] for s in states]
+        if any(t.shape != tensors[0].shape for t in tensors):
+            raise PipelineError(f"{key} differs in shape between checkpoints: average the same base_width")
+        if tensors[0].is_floating_point():
+            averaged[key] = torch.stack([t.float() for t in tensors]).mean(0).to(tensors[0].dtype)
+        else:
+            averaged[key] = torch.stack(tensors).max(0).values
+    return averaged
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unet_pipeline.soup", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="milesial-format .pth files of one architecture")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where the averaged weights are written")
+    args = parser.parse_args(argv)
+    try:
+        if len(args.checkpoints) < 2:
+            raise PipelineError("give two or more checkpoints to average")
+        if any(args.output.resolve() == c.resolve() for c in args.checkpoints):
+            raise PipelineError(f"-o {args.output} is one of the inputs: write the average to a new file")
+        state = average_states([read_checkpoint(c)[0] for c in args.checkpoints])
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    save_checkpoint({**state, "mask_values": MASK_VALUES}, args.output)
+    print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
