@@ -8,6 +8,7 @@ training. Writes validate.json (checkpoint, its SHA-256, Dice, per-image Dice) i
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -62,4 +63,6 @@ register_configs()
 
 if __name__ == "__main__":
     preflight.exit_on_error("train")
+    if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):  # not train's outputs/train/<time>
+        sys.argv.append("hydra.run.dir=outputs/validate/${now:%Y-%m-%d_%H-%M-%S}")
     main()
