@@ -16,14 +16,14 @@ import torch
 
 from .errors import PipelineError
 from .model import read_checkpoint
-from .train import MASK_VALUES, save_checkpoint
+from .train import save_milesial
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of state_dicts with the same keys and shapes; BatchNorm's step counters (integers)
     keep the largest count."""
-    if not states:
-        raise PipelineError("nothing to average: give two or more checkpoints")
+    if len(states) < 2:
+        raise PipelineError("give two or more checkpoints to average")
     keys = set(states[0])
     for i, state in enumerate(states[1:], start=1):
         if set(state) != keys:
@@ -46,15 +46,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="where the averaged weights are written")
     args = parser.parse_args(argv)
     try:
-        if len(args.checkpoints) < 2:
-            raise PipelineError("give two or more checkpoints to average")
         if any(args.output.resolve() == c.resolve() for c in args.checkpoints):
             raise PipelineError(f"-o {args.output} is one of the inputs: write the average to a new file")
         state = average_states([read_checkpoint(c)[0] for c in args.checkpoints])
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    save_checkpoint({**state, "mask_values": MASK_VALUES}, args.output)
+    save_milesial(state, args.output)
     print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}")
     return 0
 

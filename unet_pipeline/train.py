@@ -150,11 +150,10 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def save_milesial(net: torch.nn.Module, path: Path) -> None:
-    """state_dict + mask_values: loadable by the pipeline and by milesial's predict.py."""
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    state["mask_values"] = MASK_VALUES
-    save_checkpoint(state, path)
+def save_milesial(weights: torch.nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    """A net's (or a state_dict's) weights + mask_values: loadable by the pipeline and by milesial's predict.py."""
+    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    save_checkpoint({**{k: v.detach().clone() for k, v in state.items()}, "mask_values": MASK_VALUES}, path)
 
 
 def moving_average(net: torch.nn.Module, decay: float | None) -> AveragedModel | None:
