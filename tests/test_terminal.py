@@ -106,6 +106,9 @@ def test_help_is_the_projects_own(tmp_path):
     train = run_cli("--help", cwd=tmp_path, module="unet_pipeline.train")
     assert train.stdout.startswith("unet_pipeline.train: ") and "precision" not in train.stdout
     assert "train_unet_demo" in train.stdout and "sample_eval" not in train.stdout
+    validate = run_cli("--help", cwd=tmp_path, module="unet_pipeline.validate")
+    assert validate.stdout.startswith("unet_pipeline.validate: ") and "outputs/validate/<time>/" in validate.stdout
+    assert "train_unet_demo" in validate.stdout and max(map(len, validate.stdout.splitlines())) <= WIDTH
 
 
 def test_a_bad_data_root_is_one_line_and_creates_nothing(tmp_path):

@@ -8,7 +8,6 @@ training. Writes validate.json (checkpoint, its SHA-256, Dice, per-image Dice) i
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -48,7 +47,7 @@ def validation_dice(cfg: DictConfig) -> dict:
     }
 
 
-@hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="validate")
 def main(cfg: DictConfig) -> None:
     try:
         record = validation_dice(cfg)
@@ -62,7 +61,5 @@ def main(cfg: DictConfig) -> None:
 register_configs()
 
 if __name__ == "__main__":
-    preflight.exit_on_error("train")
-    if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):  # not train's outputs/train/<time>
-        sys.argv.append("hydra.run.dir=outputs/validate/${now:%Y-%m-%d_%H-%M-%S}")
+    preflight.exit_on_error("validate")
     main()
