@@ -21,11 +21,10 @@ def main(argv: list[str]) -> int:
     import pandas as pd
     from hydra import compose, initialize_config_module
 
-    from unet_pipeline.agreement import compare_engines, disagreements, fixed_batch
     from unet_pipeline.config import register_configs
-    from unet_pipeline.data import Preprocessing
-    from unet_pipeline.model import input_hw, load_unet
-    from unet_pipeline.synthetic import ensure_configured
+    from unet_pipeline.data import Preprocessing, ensure_configured, input_hw
+    from unet_pipeline.deploy.agreement import compare_engines, disagreements, fixed_batch
+    from unet_pipeline.model import load_unet
 
     extra = {k: int(v) for k, v in (a.split("=", 1) for a in argv if a.startswith(("num_images=", "num_calib")))}
     overrides = [a for a in argv if not a.startswith(("num_images=", "num_calib"))]

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from _sweep import data_overrides, run_sweep, script_overrides
 
-from unet_pipeline.reference import milesial_dice, milesial_mask, milesial_photo
-from unet_pipeline.stats import paired_interval
+from unet_pipeline.metrics import paired_interval
+from unet_pipeline.metrics.reference import milesial_dice, milesial_mask, milesial_photo
 
 TOLERANCE = 1e-4
 

@@ -26,10 +26,9 @@ def main(argv: list[str]) -> int:
     from hydra import compose, initialize_config_module
 
     from unet_pipeline.config import register_configs
-    from unet_pipeline.data import Preprocessing, list_samples, load_pair, select_eval, to_model_input
-    from unet_pipeline.metrics import dice_per_image
-    from unet_pipeline.model import input_hw, load_unet
-    from unet_pipeline.stats import paired_interval
+    from unet_pipeline.data import Preprocessing, input_hw, list_samples, load_pair, select_eval, to_model_input
+    from unet_pipeline.metrics import dice_per_image, paired_interval
+    from unet_pipeline.model import load_unet
 
     register_configs()
     data = [a for a in data_overrides(argv) if not a.startswith("model=")] + argv

@@ -16,15 +16,15 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from unet_pipeline import synthetic
-from unet_pipeline.config import register_configs
+from unet_pipeline.training import register_train_configs
+from unet_pipeline.data import synthetic
 from unet_pipeline.model import UNet
 
 REPO = Path(__file__).resolve().parents[1]
 CARVANA = Path(os.environ.get("UNET_TEST_CARVANA", REPO.parent / "shared" / "data" / "carvana"))
 TINY_FRAME = (96, 64)  # width, height of the generated frames; model.scale=1 keeps them as they are
 
-register_configs()
+register_train_configs()  # the pipeline's schemas and resolvers, and train's
 
 
 def needs_carvana() -> pytest.MarkDecorator:

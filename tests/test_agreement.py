@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
-from unet_pipeline import isa
-from unet_pipeline.agreement import compare_engines, disagreements, engine_names, fixed_batch, instantiate_engine
-from unet_pipeline.data import Preprocessing
-from unet_pipeline.model import input_hw, load_unet
-from unet_pipeline.synthetic import ensure_configured
+from unet_pipeline.core import isa
+from unet_pipeline.data import Preprocessing, ensure_configured, input_hw
+from unet_pipeline.deploy.agreement import compare_engines, disagreements, engine_names, fixed_batch, instantiate_engine
+from unet_pipeline.model import load_unet
 
 from .conftest import CARVANA
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from unet_pipeline.augment import check_photometric, jitter
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.train import make_batch, train
+from unet_pipeline.core import PipelineError
+from unet_pipeline.training import train
+from unet_pipeline.training.augment import check_photometric, jitter
+from unet_pipeline.training.batches import make_batch
 
 from .test_train import TINY_TRAIN
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from unet_pipeline.budget import Budget
-from unet_pipeline.engines.base import Session
-from unet_pipeline.stages import benchmark
+from unet_pipeline.core import Budget
+from unet_pipeline.deploy.stages import benchmark
+from unet_pipeline.engines import Session
 
 
 class _Sleeper(Session):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from unet_pipeline.cache import MANIFEST, ArtifactCache, content_key, verify_entry
-from unet_pipeline.engines.base import BuildSpec, Precision
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.keys import engine_parts, export_parts, job_identity
+from unet_pipeline.core import PipelineError, content_key
+from unet_pipeline.deploy.cache import MANIFEST, ArtifactCache, verify_entry
+from unet_pipeline.deploy.keys import engine_parts, export_parts
+from unet_pipeline.engines import BuildSpec, Precision
+from unet_pipeline.record import job_identity
 
 
 def _writer(payload: bytes, name: str = "model.bin"):

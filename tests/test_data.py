@@ -7,6 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from unet_pipeline.core import PipelineError
 from unet_pipeline.data import (
     car_id,
     held_out_cars,
@@ -16,7 +17,6 @@ from unet_pipeline.data import (
     select_calibration,
     select_eval,
 )
-from unet_pipeline.errors import PipelineError
 
 from .conftest import CARVANA, needs_carvana, write_dataset
 
@@ -133,7 +133,7 @@ def test_real_carvana_layout():
 
 
 def test_demo_generation_never_touches_a_users_dataset(tiny_dataset):
-    from unet_pipeline.synthetic import ensure_configured, is_generated
+    from unet_pipeline.data import ensure_configured, is_generated
 
     before = sorted(p.name for p in (tiny_dataset / "imgs").iterdir())
     cfg = OmegaConf.create(
@@ -144,7 +144,7 @@ def test_demo_generation_never_touches_a_users_dataset(tiny_dataset):
 
 
 def test_demo_generation_is_deterministic_and_cached(tmp_path):
-    from unet_pipeline.synthetic import ensure_configured
+    from unet_pipeline.data import ensure_configured
 
     demo = str(tmp_path / "demo")
     cfg = OmegaConf.create(
@@ -164,8 +164,8 @@ def test_demo_generation_is_deterministic_and_cached(tmp_path):
 @pytest.mark.parametrize(("kind", "what"), [("missing", "does not exist"), ("empty", "is empty"), ("other", "layout")])
 def test_demo_data_is_never_generated_into_a_users_data_root(tmp_path, kind, what):
     """data.root pointing elsewhere than the demo's own directory: one line naming the fix, nothing written."""
-    from unet_pipeline.errors import PipelineError
-    from unet_pipeline.synthetic import ensure_configured
+    from unet_pipeline.core import PipelineError
+    from unet_pipeline.data import ensure_configured
 
     root = tmp_path / "users"
     if kind != "missing":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from unet_pipeline.summary import WIDTH
+from unet_pipeline.report.summary import WIDTH
 
 from .conftest import run_cli
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from unet_pipeline.data import Preprocessing, read_input, reduced_decode_flag
-from unet_pipeline.job import run_job
+from unet_pipeline.data import Preprocessing, read_input
+from unet_pipeline.data.images import reduced_decode_flag
+from unet_pipeline.deploy import run_job
 
 from .conftest import CARVANA, needs_carvana
 

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from unet_pipeline.core import BadSampleError, PipelineError
 from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair, read_mask
-from unet_pipeline.engines.base import BuildSpec, Precision
-from unet_pipeline.errors import BadSampleError, PipelineError
-from unet_pipeline.input_cache import HEADER, InputCache
+from unet_pipeline.data.input_cache import HEADER, InputCache
+from unet_pipeline.deploy.stages.feed import Feeder
+from unet_pipeline.engines import BuildSpec, Precision
 from unet_pipeline.metrics import dice_of_batch, dice_per_image, predict_labels
-from unet_pipeline.stages.feed import Feeder
 
 from .test_data import data_cfg
 

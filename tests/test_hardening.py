@@ -19,8 +19,8 @@ from PIL import Image
 
 from unet_pipeline import preflight
 from unet_pipeline.data import list_samples, select_eval
-from unet_pipeline.job import RESULT_FILE, completed_before, run_job
-from unet_pipeline.results import load_records
+from unet_pipeline.deploy.job import RESULT_FILE, completed_before, run_job
+from unet_pipeline.record import load_records
 
 from .conftest import run_cli, tiny_overrides
 
@@ -160,8 +160,8 @@ def test_half_a_jpeg_decodes_grey_but_is_refused(tmp_path):
     """libjpeg returns a truncated JPEG with its missing rows grey; only the end-marker check catches it."""
     import cv2
 
+    from unet_pipeline.core import BadSampleError
     from unet_pipeline.data import read_image
-    from unet_pipeline.errors import BadSampleError
 
     path = tmp_path / "photo.jpg"
     cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
@@ -276,7 +276,7 @@ def test_sigkill_at_random_points_leaves_no_corrupt_entry_and_resume_completes(t
 
     import pandas as pd
 
-    from unet_pipeline.cache import verify_entry
+    from unet_pipeline.deploy.cache import verify_entry
 
     base = ["-m", "precision=force_float32,qint8_mixed_float32", "batch=2"]
     base += tiny_overrides(tiny_dataset, tiny_checkpoint)

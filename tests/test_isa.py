@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unet_pipeline import isa
-from unet_pipeline.engines.base import BuildSpec, Precision, QuantOptions, resolved_overflow_fix, with_overflow_fix
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.job import run_job
-from unet_pipeline.results import load_records, precision_warning, to_frame
+from unet_pipeline.core import PipelineError, isa
+from unet_pipeline.deploy import run_job
+from unet_pipeline.engines import BuildSpec, Precision, QuantOptions, resolved_overflow_fix, with_overflow_fix
+from unet_pipeline.record import load_records
+from unet_pipeline.report import to_frame
+from unet_pipeline.report.warnings import precision_warning
 
 # /proc/cpuinfo flags of the CPU kinds this project has run on, and two it has not
 AVX2_EPYC = [
@@ -94,9 +95,9 @@ def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags,
     """On an AMX Xeon without AMX-FP16 the sample's qint8_mixed_float16 ran 0.2x fp32 with its float16
     remainder; the remainder then compiles as f32 (wider than asked, as where float16 is absent), in the
     plan (so the cache key) and with the reason that the row's notes carry."""
-    from unet_pipeline.engines import openvino as ov_engine
-    from unet_pipeline.keys import engine_parts
-    from unet_pipeline.stages.build import verify_compiled
+    from unet_pipeline.deploy.keys import engine_parts
+    from unet_pipeline.deploy.stages.verify import verify_compiled
+    from unet_pipeline.engines.openvino import engine as ov_engine
 
     monkeypatch.setattr(ov_engine, "cpu_flags", lambda: flags)
     monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
@@ -258,9 +259,9 @@ def test_quant_options_replace_keeps_the_resolved_setting():
 def test_the_cpu_class_is_part_of_a_quantized_artifacts_key(tiny_job_cfg, tmp_path):
     """Even with the same explicit setting: an engine's int8 artifact is built for the CPU it was built on."""
     from unet_pipeline.data import Sample
+    from unet_pipeline.deploy import build_spec
+    from unet_pipeline.deploy.keys import engine_parts
     from unet_pipeline.engines.openvino import OpenVINOEngine
-    from unet_pipeline.keys import engine_parts
-    from unet_pipeline.spec import build_spec
 
     image = tmp_path / "a.jpg"
     image.write_bytes(b"pixels")
@@ -276,7 +277,7 @@ def test_the_cpu_class_is_part_of_a_quantized_artifacts_key(tiny_job_cfg, tmp_pa
 
 def test_int8_off_the_host_cpu_is_never_blamed_on_its_saturation():
     """MagicMind on an MLU or ONNX Runtime on CUDA, launched from an AVX2 host: the host's flags do not apply."""
-    from unet_pipeline.results import _calibration
+    from unet_pipeline.report.columns import _calibration
 
     off_cpu = {
         "quantization.overflow_fix.chosen": "disable",
@@ -307,7 +308,7 @@ def test_a_job_failing_on_its_calibration_images_keeps_its_data_record(tiny_job_
 def test_openvino_says_what_float16_runs_as_without_native_float16(monkeypatch, native, instead):
     """On an AVX-512 BF16 EPYC (no fp16) OpenVINO compiled a float16 hint as bfloat16, not float32: the reason a
     row carries names that, and float32 only where the CPU has neither."""
-    from unet_pipeline.engines import openvino as ov_engine
+    from unet_pipeline.engines.openvino import engine as ov_engine
 
     engine = ov_engine.OpenVINOEngine()
     monkeypatch.setattr(engine, "native_float_types", lambda: native)

@@ -11,12 +11,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from unet_pipeline.engines.base import BuildSpec, Precision
+from unet_pipeline.core import PipelineError
+from unet_pipeline.deploy.job import RESULT_FILE, build_spec, run_job
+from unet_pipeline.deploy.stages.export import export_graph
+from unet_pipeline.engines import BuildSpec, Precision
 from unet_pipeline.engines.openvino import OpenVINOEngine
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.job import RESULT_FILE, build_spec, run_job
 from unet_pipeline.model import UNet
-from unet_pipeline.stages.export import export_graph
 
 from .conftest import CARVANA, needs_carvana
 
@@ -277,7 +277,7 @@ def test_repeats_alternate_engine_rounds_and_end_to_end_passes(tiny_job_cfg, tmp
 
 
 def test_median_rounds_pairs_each_pass_with_its_round():
-    from unet_pipeline.stages.benchmark import median_rounds
+    from unet_pipeline.deploy.stages.benchmark import median_rounds
 
     rounds = [{"throughput_ips": x, "round": i} for i, x in enumerate([10.0, 30.0, 20.0, 40.0])]
     passes = [{"throughput_ips": x} for x in (9.0, 27.0, 19.0, 40.0)]
@@ -297,7 +297,7 @@ def test_device_lock_serialises_timing(tmp_path):
     import threading
     import time
 
-    from unet_pipeline.stages.benchmark import device_lock
+    from unet_pipeline.deploy.stages.benchmark import device_lock
 
     spans = []
 
@@ -317,7 +317,7 @@ def test_device_lock_serialises_timing(tmp_path):
 
 
 def test_vendor_benchmark_app_on_the_same_model(tiny_job_cfg, tmp_path):
-    from unet_pipeline.stages.benchmark import find_tool
+    from unet_pipeline.deploy.stages.benchmark import find_tool
 
     if find_tool("benchmark_app") is None:
         pytest.skip("OpenVINO's benchmark_app is neither on PATH nor beside the interpreter")
@@ -330,7 +330,7 @@ def test_vendor_benchmark_app_on_the_same_model(tiny_job_cfg, tmp_path):
 
 def test_vendor_tool_is_found_beside_the_interpreter_and_its_absence_said(monkeypatch, tmp_path):
     """`venv/bin/python -m unet_pipeline` with the venv not activated: benchmark_app sits beside the interpreter."""
-    from unet_pipeline.stages import benchmark
+    from unet_pipeline.deploy.stages import benchmark
 
     bindir = tmp_path / "venv" / "bin"
     bindir.mkdir(parents=True)

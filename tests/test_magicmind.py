@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from unet_pipeline.config import PrecisionMode
-from unet_pipeline.engines.base import BuildSpec, Precision, QuantOptions
-from unet_pipeline.engines.magicmind import MISSING_SDK, MagicMindEngine, build_model, load_sdk
-from unet_pipeline.engines.magicmind_plan import CalibrationFeed, MagicMindSettings, build_plan, to_engine_input
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.job import run_job
-from unet_pipeline.results import load_records, to_frame
+from unet_pipeline.core import PipelineError
+from unet_pipeline.deploy import run_job
+from unet_pipeline.engines import BuildSpec, Precision, QuantOptions
+from unet_pipeline.engines.magicmind.engine import MISSING_SDK, MagicMindEngine, build_model, load_sdk
+from unet_pipeline.engines.magicmind.plan import CalibrationFeed, MagicMindSettings, build_plan, to_engine_input
+from unet_pipeline.record import load_records
+from unet_pipeline.report import to_frame
 
 from . import fake_magicmind
 from .conftest import run_cli, tiny_overrides

@@ -6,8 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.model import UNet, input_hw, load_unet
+from unet_pipeline.core import PipelineError
+from unet_pipeline.data import input_hw
+from unet_pipeline.model import UNet, load_unet
 
 from .conftest import write_checkpoint
 
@@ -104,7 +105,7 @@ def test_aligned_input_pads_in_the_graph_and_crops_back():
 
 
 def test_align_is_recorded_and_part_of_the_export_key(tiny_job_cfg, tmp_path):
-    from unet_pipeline.job import run_job
+    from unet_pipeline.deploy import run_job
 
     plain = run_job(tiny_job_cfg("model.scale=0.6"), tmp_path / "plain")
     aligned = run_job(tiny_job_cfg("model.scale=0.6", "model.align=16"), tmp_path / "aligned")

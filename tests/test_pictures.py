@@ -51,7 +51,7 @@ def test_two_precision_sweep_saves_masks_galleries_and_flip_pictures(tmp_path, t
 
 
 def test_nothing_is_saved_by_default(tiny_job_cfg, tmp_path):
-    from unet_pipeline.job import run_job
+    from unet_pipeline.deploy import run_job
 
     record = run_job(tiny_job_cfg(), tmp_path / "job")
     assert "saved" not in record and "save" not in record["timings"]

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_pipeline import isa
+from unet_pipeline.core import PipelineError, isa
 from unet_pipeline.data import Sample, select_validation
-from unet_pipeline.engines.base import (
+from unet_pipeline.deploy import build_spec, run_job
+from unet_pipeline.deploy.keys import engine_parts
+from unet_pipeline.deploy.stages.quantize import search_order
+from unet_pipeline.engines import (
     BuildSpec,
     Capabilities,
     Precision,
@@ -22,11 +25,8 @@ from unet_pipeline.engines.base import (
     with_overflow_fix,
 )
 from unet_pipeline.engines.openvino import OpenVINOEngine
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.job import build_spec, run_job
-from unet_pipeline.keys import engine_parts
-from unet_pipeline.results import load_records, to_frame
-from unet_pipeline.stages.quantize import search_order
+from unet_pipeline.record import load_records
+from unet_pipeline.report import to_frame
 
 from .conftest import run_cli, tiny_overrides
 
@@ -242,7 +242,7 @@ def test_a_missed_budget_keeps_its_trials_in_the_failed_record(tiny_job_cfg, tmp
     def miss(*args, **kwargs):
         raise budget_error(0.0005, 0.002, 1, "worst_image", searched)
 
-    monkeypatch.setattr("unet_pipeline.job._run_stages", miss)
+    monkeypatch.setattr("unet_pipeline.deploy.job._run_stages", miss)
     record = run_job(tiny_job_cfg(INT8), tmp_path / "job")
     saved = json.loads((tmp_path / "job" / "result.json").read_text())
     assert record["status"] == saved["status"] == "failed" and "not reached" in saved["error"]
@@ -250,7 +250,7 @@ def test_a_missed_budget_keeps_its_trials_in_the_failed_record(tiny_job_cfg, tmp
 
 
 def test_drop_of_the_mean_or_of_the_worst_image():
-    from unet_pipeline.stages.quantize import dice_drop
+    from unet_pipeline.deploy.stages.quantize import dice_drop
 
     reference, scores = [0.99, 0.98, 0.97], [0.995, 0.97, 0.97]
     assert dice_drop(reference, scores, "mean") == pytest.approx(0.005 / 3 * -1 + 0.01 / 3)
@@ -354,7 +354,7 @@ class _LayerCostEngine:
 
 @pytest.mark.parametrize(("metric", "kept"), [("mean", ["d"]), ("worst_image", ["d", "a", "c"])])
 def test_search_keeps_the_fewest_layers_that_meet_the_budget(tmp_path, metric, kept):
-    from unet_pipeline.stages.quantize import search_within_drop
+    from unet_pipeline.deploy.stages.quantize import search_within_drop
 
     quant = QuantOptions(max_dice_drop=0.0011, drop_metric=metric)
     spec = BuildSpec(Precision("qint8_mixed_float32"), "static", 1, None, (8, 8), 3, "cpu", quant=quant)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from unet_pipeline.data import Preprocessing, Sample, list_samples, load_input, load_pair, resize_mask, select_eval
 from unet_pipeline.metrics import dice_of_batch, dice_per_image
-from unet_pipeline.reference import milesial_dice, milesial_mask, milesial_photo
+from unet_pipeline.metrics.reference import milesial_dice, milesial_mask, milesial_photo
 
 from .conftest import CARVANA, needs_carvana
 
@@ -79,7 +79,7 @@ def test_pipeline_dice_is_milesials_on_real_images(compose_cfg, tmp_path):
     """fp32 job of the bundled compact model under pil_bicubic (PyTorch engine: the same graph) against the
     reference's preprocessing and Dice on the same weights and held-out images: within 1e-6 per image
     (per_image.csv rounds to 6 decimals)."""
-    from unet_pipeline.job import run_job
+    from unet_pipeline.deploy import run_job
     from unet_pipeline.model import load_unet
 
     cfg = compose_cfg(

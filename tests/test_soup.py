@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_pipeline.errors import PipelineError
+from unet_pipeline.core import PipelineError
 from unet_pipeline.model import load_unet, read_checkpoint
 from unet_pipeline.soup import main as soup_main
-from unet_pipeline.train import train
-from unet_pipeline.validate import validation_dice
+from unet_pipeline.training import train, validation_dice
 
 from .conftest import write_checkpoint
 from .test_train import TINY_TRAIN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_pipeline.stats import distinguishable_front, paired_interval
+from unet_pipeline.metrics import distinguishable_front, paired_interval
 
 
 def test_no_difference_is_not_distinguishable():

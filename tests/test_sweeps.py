@@ -128,7 +128,7 @@ def test_sweep_table_has_speed_columns_and_a_pareto_plot(sweep_2x2):
 
 
 def test_no_full_resolution_plot_without_full_resolution_dice(tmp_path):
-    from unet_pipeline.results import FULL_RES_PLOT_FILE, PLOT_FILE, plot_pareto
+    from unet_pipeline.report.plots import FULL_RES_PLOT_FILE, PLOT_FILE, plot_pareto
 
     frame = pd.DataFrame(
         {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unet_pipeline import results
-from unet_pipeline.summary import WIDTH, summary
+from unet_pipeline.report import tables as results
+from unet_pipeline.report.summary import WIDTH, summary
 
 from .conftest import run_cli
 

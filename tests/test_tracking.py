@@ -19,7 +19,8 @@ from .conftest import run_cli, tiny_overrides
 mlflow = pytest.importorskip("mlflow", reason='MLflow not installed: pip install ".[mlflow]"')
 from mlflow import MlflowClient  # noqa: E402
 
-from unet_pipeline import preflight, tracking  # noqa: E402
+from unet_pipeline import preflight  # noqa: E402
+from unet_pipeline.report import tracking  # noqa: E402
 
 from .tracking_server import free_port, mlflow_server, stop  # noqa: E402
 

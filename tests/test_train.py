@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from unet_pipeline.config import bundled_checkpoint
+from unet_pipeline.core import PipelineError
 from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair, select_eval, to_model_input
-from unet_pipeline.distill import distill_loss, soft_targets, teacher_models
-from unet_pipeline.errors import PipelineError
-from unet_pipeline.job import run_job
+from unet_pipeline.deploy import run_job
 from unet_pipeline.model import load_unet
-from unet_pipeline.train import crop_size, make_batch, train, train_val_samples
+from unet_pipeline.training import train
+from unet_pipeline.training.batches import crop_size, make_batch, train_val_samples
+from unet_pipeline.training.distill import distill_loss, soft_targets, teacher_models
 
 from .conftest import TINY_FRAME
 
@@ -76,7 +77,7 @@ JITTER_EMA = ["train.ema_decay=0.9", "train.photometric.brightness=0.2"]
 
 @pytest.mark.parametrize("extra", [[], JITTER_EMA], ids=["plain", "jitter_ema"])
 def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data, tmp_path, monkeypatch, extra):
-    import unet_pipeline.train as train_module
+    import unet_pipeline.training.loop as train_module
 
     overrides = [*TINY_TRAIN, f"data.root={train_data}", *extra, "train.epochs=3"]
     whole = tmp_path / "whole"
@@ -171,7 +172,7 @@ def test_a_missing_checkpoint_fails_before_any_decoding(compose_cfg, train_data,
     missing = tmp_path / "stage2.pth"
     cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", override.format(missing=missing, tiny=tiny_checkpoint)],
                       "train")  # fmt: skip
-    monkeypatch.setattr("unet_pipeline.train.load_arrays", lambda *a, **k: pytest.fail("decoded before the check"))
+    monkeypatch.setattr("unet_pipeline.training.loop.load_arrays", lambda *a, **k: pytest.fail("decoded before the check"))
     with pytest.raises(PipelineError, match=rf"{re.escape(key)}.*{re.escape(str(missing))}: no such file"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -179,7 +180,7 @@ def test_a_missing_checkpoint_fails_before_any_decoding(compose_cfg, train_data,
 
 def test_teacher_targets_are_kept_in_the_run_and_rebuilt_when_damaged(compose_cfg, train_data, tmp_path,
                                                                        tiny_checkpoint, monkeypatch):  # fmt: skip
-    import unet_pipeline.distill as distill
+    import unet_pipeline.training.distill as distill
 
     teachers = f"train.teachers=[{{checkpoint:{tiny_checkpoint},scale:0.5}}]"
     cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", teachers], "train")

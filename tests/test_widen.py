@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_pipeline.errors import PipelineError
+from unet_pipeline.core import PipelineError
 from unet_pipeline.model import UNet
-from unet_pipeline.train import train
-from unet_pipeline.widen import widen_into
+from unet_pipeline.training import train
+from unet_pipeline.training.widen import widen_into
 
 from .test_train import TINY_TRAIN
 

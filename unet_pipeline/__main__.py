@@ -1,4 +1,5 @@
-"""`python -m unet_pipeline [overrides]`: one job; `-m` for a sweep. Thin: the work is in job.py."""
+"""`python -m unet_pipeline [overrides]`: one job; `-m` for a sweep. Thin: the job is unet_pipeline/deploy/, the
+tables and the summary unet_pipeline/report/."""
 
 from __future__ import annotations
 
@@ -6,24 +7,21 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydra_plugins.unet_pipeline_slurm import ensure_registered
+from unet_pipeline import preflight
+from unet_pipeline.config.registry import hydra_main
+from unet_pipeline.deploy import run_job
+from unet_pipeline.record import RESULT_FILE
+from unet_pipeline.report import OK_STATUSES, print_report, tracking, write_tables
 
-from . import preflight, results, tracking
-from .config import register_configs
-from .job import run_job
-from .job_record import RESULT_FILE
-from .summary import print_report
-
-register_configs()
 ensure_registered()
 
 
-@hydra.main(version_base="1.3", config_path="pkg://unet_pipeline.conf", config_name="pipeline")
+@hydra_main("pipeline")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
@@ -35,11 +33,11 @@ def main(cfg: DictConfig) -> None:
         if target is not None:  # each job logs itself from where it ran; the sweep's run is its parent
             tracking.track_job(target, out_dir, Path(hydra_cfg.sweep.dir))
         return  # the sweep's table and exit status come from ResultsTableCallback
-    frame = results.write_tables(out_dir)
+    frame = write_tables(out_dir)
     if target is not None and tracking.track_sweep(target, out_dir, frame) is None:
-        frame = results.write_tables(out_dir)  # the row now says it was not tracked
+        frame = write_tables(out_dir)  # the row now says it was not tracked
     print_report(frame, out_dir, record=out_dir / RESULT_FILE)
-    if record["status"] not in results.OK_STATUSES:
+    if record["status"] not in OK_STATUSES:
         print(f"error: {record['error']}", file=sys.stderr)
         sys.exit(1)
 

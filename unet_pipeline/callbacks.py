@@ -10,8 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from . import results, tracking
-from .summary import print_report
+from unet_pipeline.report import OK_STATUSES, all_completed, print_report, tracking, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,13 @@ class ResultsTableCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        frame = results.write_tables(sweep_dir)
+        frame = write_tables(sweep_dir)
         print_report(frame, sweep_dir)
         target = _target(config)
         if target is not None:
             tracking.track_sweep(target, sweep_dir, frame)
-        if not results.all_completed(frame):
-            failed = int((~frame["status"].isin(results.OK_STATUSES)).sum())
+        if not all_completed(frame):
+            failed = int((~frame["status"].isin(OK_STATUSES)).sum())
             print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)
             sys.exit(1)
 

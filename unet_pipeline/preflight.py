@@ -65,16 +65,15 @@ def _unwritable(path: str) -> str | None:
 def _input_problem(cfg, config_name: str) -> str | None:
     """A numeric setting out of range, or a data.root that is missing, empty or not Carvana: what every job of
     this command line would fail on, said once before any dir is made (the job checks again, for other launchers)."""
-    from .data import require_root
-    from .errors import PipelineError
-    from .spec import check_ranges
-    from .synthetic import plan_data
+    from unet_pipeline.config import check_ranges
+    from unet_pipeline.core import PipelineError
+    from unet_pipeline.data import plan_data, require_root
 
     try:
         if config_name == "pipeline":
             check_ranges(cfg)
             if str(cfg.logger.name.value) == "mlflow":
-                from .tracking import INSTALL_HINT, installed
+                from unet_pipeline.report.tracking import INSTALL_HINT, installed
 
                 if not installed():
                     return INSTALL_HINT

@@ -21,8 +21,8 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict
 
-from unet_pipeline.job_record import RESULT_FILE, JobRecord
-from unet_pipeline.records import write_json
+from unet_pipeline.core import write_json
+from unet_pipeline.record import RESULT_FILE, JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,7 @@
 """ONNX Runtime: fp32, fp16 (ONNX float16 conversion, CUDA only), int8 by `quantize_static` in QDQ format.
 
 The artifact is the ONNX model ORT loads (quantized or converted as asked); graph optimisation happens at
-session creation with the configured level, and the session settings are recorded.
-"""
+session creation with the configured level, and the session settings are recorded."""
 
 from __future__ import annotations
 
@@ -12,18 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PipelineError
-from ..isa import Int8Isa
-from .base import (
-    BuildSpec,
-    Capabilities,
-    Engine,
-    OverflowChoice,
-    Session,
-    cyclic_batch,
-    resolve_layers,
-    resolved_overflow_fix,
-)
+from unet_pipeline.core import Int8Isa, PipelineError
+from unet_pipeline.engines.base import Capabilities, Engine, Session
+from unet_pipeline.engines.spec import BuildSpec, OverflowChoice, cyclic_batch, resolve_layers, resolved_overflow_fix
 
 MODEL, META = "model.onnx", "build.json"
 _OPT_LEVELS = {

@@ -2,8 +2,7 @@
 
 The reference every other engine is checked against. Float precisions are autocast (bf16/fp16 compute
 really happens in that type, emulated and slow on CPUs without native support, never silently fp32). No
-int8: PyTorch has no quantized path for this model that we would call real, so none is declared.
-"""
+int8: PyTorch has no quantized path for this model that we would call real, so none is declared."""
 
 from __future__ import annotations
 
@@ -15,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import PipelineError
-from .base import BuildSpec, Capabilities, Engine, Session
+from unet_pipeline.core import PipelineError
+from unet_pipeline.engines.base import Capabilities, Engine, Session
+from unet_pipeline.engines.spec import BuildSpec
 
 MODEL, META = "model.pt2", "build.json"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -1,0 +1,298 @@
+"""Structured-config schemas: every YAML under conf/ is merged into one of these dataclasses.
+
+Why: a typo (`batch=x`, `precision.mode=fp17`, `data.rooot=...`) must fail at composition with the
+list of valid choices, not deep inside a stage. Enums list their members in OmegaConf's error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+class PrecisionMode(str, Enum):
+    """MagicMind's precision vocabulary, plus the bf16 modes of engines that have bf16."""
+
+    force_float32 = "force_float32"
+    force_float16 = "force_float16"
+    force_bfloat16 = "force_bfloat16"
+    qint8_mixed_float32 = "qint8_mixed_float32"
+    qint8_mixed_float16 = "qint8_mixed_float16"
+    qint8_mixed_bfloat16 = "qint8_mixed_bfloat16"
+    qint16_mixed_float32 = "qint16_mixed_float32"
+    qint16_mixed_float16 = "qint16_mixed_float16"
+
+
+class Resize(str, Enum):
+    """How a model's weights expect images to be resized (data.Preprocessing): part of the model's contract."""
+
+    pil_bicubic = "pil_bicubic"  # milesial's BasicDataset.preprocess: PIL bicubic, antialiased when shrinking
+    cv2_cubic = "cv2_cubic"  # OpenCV bicubic: no antialiasing, ~10x cheaper
+    cv2_area = "cv2_area"  # OpenCV area average: the closer of the two to PIL's
+
+
+class ShapeMode(str, Enum):
+    static = "static"
+    dynamic = "dynamic"
+
+
+class Split(str, Enum):
+    val = "val"
+    all = "all"
+
+
+class InputFormat(str, Enum):
+    float_nchw = "float_nchw"
+    uint8_nhwc = "uint8_nhwc"
+
+
+class DecodeMode(str, Enum):
+    full = "full"
+    reduced = "reduced"
+
+
+class CalibrationMethod(str, Enum):
+    """Activation-range statistics; each engine maps the ones it has (Engine.capabilities)."""
+
+    default = "default"  # the engine's recommended one
+    minmax = "minmax"  # global min/max (ORT MinMax, MagicMind LINEAR_ALGORITHM)
+    mean_minmax = "mean_minmax"  # mean over images of each image's min/max (NNCF's default)
+    percentile = "percentile"  # clip outliers at calibration.percentile
+    entropy = "entropy"  # KL-divergence threshold (ORT Entropy)
+    histogram = "histogram"  # range minimising quantization error over a histogram (NNCF HISTOGRAM)
+    eqnm = "eqnm"  # MagicMind EQNM_ALGORITHM
+
+
+class WeightGranularity(str, Enum):
+    per_channel = "per_channel"
+    per_tensor = "per_tensor"
+
+
+class ActivationScheme(str, Enum):
+    default = "default"
+    symmetric = "symmetric"
+    asymmetric = "asymmetric"
+
+
+class DropMetric(str, Enum):
+    mean = "mean"  # the mean Dice over the validation images
+    worst_image = "worst_image"  # the largest drop of any single validation image
+
+
+class OverflowFix(str, Enum):
+    """7-bit int8 weights against u8 x s8 saturation on CPUs without VNNI (unet_pipeline/isa.py)."""
+
+    auto = "auto"  # each engine decides for the CPU it builds on (the table and result.json say what and why)
+    enable = "enable"  # 7-bit weights in every layer (ONNX Runtime reduce_range=True, NNCF OverflowFix.ENABLE)
+    first_layer = "first_layer"  # in the first layer only (NNCF's default; OpenVINO only)
+    disable = "disable"  # full 8-bit weights everywhere
+
+
+class BiasCorrection(str, Enum):
+    """Biases re-fitted after calibration so each int8 layer's mean output matches float (NNCF; engines without it
+    take `default` or `none`, which there are the same)."""
+
+    default = "default"  # the engine's own (NNCF: fast)
+    fast = "fast"  # from each layer's own float and int8 outputs (NNCF fast_bias_correction=True)
+    full = "full"  # through the already quantized layers before it: slower, closer (fast_bias_correction=False)
+    none = "none"  # biases as trained
+
+
+class BadSamplePolicy(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    checkpoint: str | None = None
+    n_channels: int = 3
+    n_classes: int = 2
+    bilinear: bool = False
+    base_width: int = 64
+    scale: float = 0.5
+    align: int = 0
+    input_format: InputFormat = InputFormat.float_nchw
+    resize: Resize = Resize.cv2_cubic
+
+
+@dataclass
+class PrecisionConfig:
+    mode: PrecisionMode = MISSING
+
+
+@dataclass
+class ShapeConfig:
+    mode: ShapeMode = MISSING
+    batch_min: int = 1
+    batch_max: int = 64
+
+
+@dataclass
+class CalibrationConfig:
+    root: str | None = "${data.root}"
+    num_samples: int = 50
+    seed: int = 0
+    method: CalibrationMethod = CalibrationMethod.default
+    percentile: float = 99.999
+    weights: WeightGranularity = WeightGranularity.per_channel
+    activations: ActivationScheme = ActivationScheme.default
+    keep_float: list[str] = field(default_factory=list)
+    max_dice_drop: float | None = None
+    drop_metric: DropMetric = DropMetric.mean
+    overflow_fix: OverflowFix = OverflowFix.auto
+    bias_correction: BiasCorrection = BiasCorrection.default
+    validation_samples: int = 32
+    search_trials: int = 8
+
+
+@dataclass
+class DeviceConfig:
+    name: str = MISSING
+    kind: str = MISSING
+    arch: str | None = None
+    cluster_num: list[int] | None = None
+
+
+@dataclass
+class SyntheticConfig:
+    """Generate the dataset on first use (unet_pipeline/synthetic.py), only into `root`."""
+
+    root: str | None = None  # the directory the pipeline owns for it: nothing is generated anywhere else
+    cars: int = 24
+    views: int = 4
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    synthetic: SyntheticConfig | None = None
+    root: str | None = None
+    split: Split = Split.val
+    val_fraction: float = 0.1
+    num_images: int | None = None
+    frame_width: int = 1918
+    frame_height: int = 1280
+    images_dir: str = "imgs"
+    masks_dir: str = "masks"
+    mask_suffix: str = "_mask"
+    on_bad_sample: BadSamplePolicy = BadSamplePolicy.fail
+    decode: DecodeMode = DecodeMode.full
+    prefetch_batches: int = 2
+    workers: int = 2
+    cache_inputs: bool = False
+
+
+@dataclass
+class OpenVINOEngineConfig:
+    _target_: str = "unet_pipeline.engines.openvino.OpenVINOEngine"
+    performance_hint: str = "LATENCY"
+    num_threads: int | None = None
+    num_streams: int | None = None
+
+
+@dataclass
+class OnnxRuntimeEngineConfig:
+    _target_: str = "unet_pipeline.engines.onnxruntime.OnnxRuntimeEngine"
+    graph_optimization_level: str = "all"
+    intra_op_num_threads: int | None = None
+    inter_op_num_threads: int | None = None
+    activation_type: str = "uint8"
+
+
+@dataclass
+class TorchEngineConfig:
+    _target_: str = "unet_pipeline.engines.pytorch.TorchEngine"
+    compile: bool = False
+    freezing: bool = True
+    compile_mode: str = "default"
+
+
+@dataclass
+class MagicMindEngineConfig:
+    _target_: str = "unet_pipeline.engines.magicmind.MagicMindEngine"
+    arch: str | None = "${device.arch}"
+    cluster_num: list[int] | None = "${device.cluster_num}"  # type: ignore[assignment]
+    device_id: int = 0
+    fold_normalization: bool = True
+    input_layout: str = "NCHW"
+    computation_preference: str = "auto"
+    type64to32_conversion: bool = True
+    conv_scale_fold: bool = False
+    user_json: str | None = None
+
+
+@dataclass
+class BenchmarkConfig:
+    enabled: bool = True
+    warmup_iterations: int = 3
+    warmup_seconds: float = 1.0
+    warmup_max_seconds: float = 5.0
+    iterations: int = 10
+    min_seconds: float = 3.0
+    max_seconds: float = 30.0
+    repeats: int = 1
+    async_requests: int = 2
+    vendor_tool: bool = False
+    vendor_seconds: float = 10.0
+    lock_dir: str | None = None
+
+
+@dataclass
+class SaveConfig:
+    masks: bool = False
+    overlays: int = 0
+
+
+@dataclass
+class MetricsConfig:
+    full_resolution: bool = True
+
+
+@dataclass
+class CacheConfig:
+    enabled: bool = True
+    dir: str = "outputs/cache"
+
+
+class LoggerKind(str, Enum):
+    none = "none"
+    mlflow = "mlflow"
+
+
+@dataclass
+class LoggerConfig:
+    """conf/logger/*.yaml: experiment tracking (unet_pipeline/tracking.py)."""
+
+    name: LoggerKind = LoggerKind.none
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 1
+    artifacts: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    model: ModelConfig = MISSING
+    precision: PrecisionConfig = MISSING
+    shape: ShapeConfig = MISSING
+    calibration: CalibrationConfig = MISSING
+    device: DeviceConfig = MISSING
+    engine: Any = MISSING
+    data: DataConfig = MISSING
+    benchmark: BenchmarkConfig = MISSING
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    batch: int = 1
+    dry_run: bool = False
+    strict_precision: bool = True
+    progress: bool = True
+    force: bool = False
+    tags: list[str] = field(default_factory=list)

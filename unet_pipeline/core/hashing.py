@@ -1,0 +1,26 @@
+"""TODO."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+# bump when the meaning of a key's parts changes: old entries are then never hit
+KEY_SCHEMA = 3  # 3: /255 as a division in the uint8 graph, calibration preprocessing keyed
+
+
+def content_key(parts: dict[str, Any]) -> str:
+    """A stable hash of JSON-able key parts (dict order does not matter)."""
+    canonical = json.dumps({"key_schema": KEY_SCHEMA, **parts}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash: identifies the weights in result.json (and, later, in artifact cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,219 @@
+"""Benchmark: engine-only latency/throughput of the built artifact, self-describing and comparable.
+
+What is timed is written down with the figures: warm-up, iterations and seconds, sync or async with N
+requests, batch, threads, precision as compiled, and the machine. Inputs are real preprocessed images held
+in memory, so no decode is timed. A per-device file lock keeps parallel jobs from timing at the same time;
+the wait is recorded, not timed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from filelock import FileLock
+from tqdm import tqdm
+
+from unet_pipeline.core import Budget
+from unet_pipeline.engines import Session
+
+T = TypeVar("T")
+
+
+def gpu_name() -> str | None:
+    """The CUDA device's name (result.json -> machine.gpu), None where CUDA is not available."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+@contextmanager
+def device_lock(device: str, lock_dir: str | None) -> Iterator[float]:
+    """Hold the device for timing; yields how long the wait for it took (seconds, not part of any timing)."""
+    directory = Path(lock_dir or Path(tempfile.gettempdir()) / "unet_pipeline_locks")
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with FileLock(str(directory / f"{device}.lock")):
+        yield time.perf_counter() - start
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "min": float(ms.min()),
+        "mean": float(ms.mean()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "std": float(ms.std()),
+    }
+
+
+def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progress: bool) -> list[float]:
+    """Synchronous calls under `budget`, each one's seconds; a bar naming what is timed, with an ETA."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    with tqdm(desc=desc, unit="call", total=budget.calls, disable=not progress, leave=False) as bar:
+        while budget.more(len(latencies), time.perf_counter() - start):
+            t0 = time.perf_counter()
+            session.infer(batch)
+            latencies.append(time.perf_counter() - t0)
+            bar.total = budget.expected_calls(len(latencies), time.perf_counter() - start)
+            bar.update()
+    return latencies
+
+
+def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
+    """Warm-up, then calls one request at a time, each bounded by count and time (Budget)."""
+    warm = Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
+    timed = Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
+    start = time.perf_counter()
+    warm_calls = _calls(session, batch, warm, f"benchmark warm-up, batch {len(batch)}", progress)
+    warm_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    latencies = _calls(session, batch, timed, f"benchmark engine sync, batch {len(batch)}", progress)
+    total = time.perf_counter() - start
+    return {
+        "mode": "sync",
+        "requests": 1,
+        "batch": len(batch),
+        "warmup": {"iterations": len(warm_calls), "seconds": round(warm_seconds, 3)},
+        "iterations": len(latencies),
+        "seconds": round(total, 3),
+        "budget": timed.describe(),
+        "capped": timed.capped(len(latencies), total),
+        "latency_ms": latency_stats(latencies),
+        "throughput_ips": len(batch) * len(latencies) / total,
+    }
+
+
+def interleave(
+    engine_round: Callable[[], dict[str, Any]], end_to_end: Callable[[], T], first: T, repeats: int
+) -> tuple[list[dict[str, Any]], list[T]]:
+    """`repeats` engine-only rounds, each followed by one more end-to-end pass (the first pass is given).
+
+    Why: a shared or throttling machine drifts by 10 % and more within a minute, so an end-to-end figure and
+    an engine-only figure taken minutes apart compare two machines. Alternating them, each pass next to its
+    round, lets the ratio be taken pair by pair and the figures be medians.
+    """
+    rounds, passes = [], [first]
+    for index in range(repeats):
+        rounds.append(engine_round())
+        if index + 1 < repeats:
+            passes.append(end_to_end())
+    return rounds, passes
+
+
+def median_rounds(rounds: list[dict[str, Any]], passes: list[dict[str, Any]]) -> tuple[dict, dict]:
+    """The engine round and the end-to-end pass of median throughput (the lower middle of an even count),
+    each with every repeat's throughput, and end to end / engine-only taken pair by pair (the median ratio)."""
+
+    def median(records: list[dict[str, Any]]) -> dict[str, Any]:
+        ranked = sorted(records, key=lambda x: x["throughput_ips"])
+        return dict(ranked[(len(ranked) - 1) // 2])
+
+    engine = {**median(rounds), "rounds_ips": [x["throughput_ips"] for x in rounds]}
+    ratios = [p["throughput_ips"] / e["throughput_ips"] for p, e in zip(passes, rounds, strict=True)]
+    e2e = {**median(passes), "passes_ips": [x["throughput_ips"] for x in passes], "vs_engine": float(np.median(ratios))}
+    return engine, e2e
+
+
+def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progress: bool) -> dict[str, Any] | None:
+    """Throughput with `async_requests` requests in flight, where the session supports it: every request warmed
+    once, then timed calls, both within one `max_seconds` (a floor of `iterations` and `min_seconds`).
+
+    Skipped, and saying why, when warming every request and one more round (2 x requests calls of `call_ms`, the
+    sync p50) would not fit in `max_seconds`: on a CPU the requests share the cores, so that is the least it takes.
+    """
+    requests = cfg.async_requests
+    if requests <= 1 or not session.supports_async:
+        return None
+    least = 2 * requests * call_ms / 1e3
+    if least > cfg.max_seconds:
+        return {
+            "mode": "async",
+            "requests": requests,
+            "skipped": f"async not timed: {requests} requests x 2 rounds of {call_ms / 1e3:.3g} s calls "
+            f"exceed benchmark.max_seconds={cfg.max_seconds:g}",
+        }
+    start = time.perf_counter()
+    session.run_async(batch, requests, Budget(requests, 0.0, 0.0))  # every request once
+    warm_seconds = time.perf_counter() - start
+    timed = Budget(cfg.iterations, cfg.min_seconds, max(cfg.max_seconds - warm_seconds, 0.0))
+    desc = f"benchmark engine async x{requests}, batch {len(batch)}"
+    with tqdm(desc=desc, unit="call", total=timed.calls, disable=not progress, leave=False) as bar:
+        start = time.perf_counter()
+
+        def started() -> None:
+            bar.total = timed.expected_calls(bar.n + 1, time.perf_counter() - start)  # for the ETA
+            bar.update()
+
+        iterations, seconds = session.run_async(batch, requests, timed, on_call=started)
+    return {
+        "mode": "async",
+        "requests": requests,
+        "batch": len(batch),
+        "warmup": {"iterations": requests, "seconds": round(warm_seconds, 3)},
+        "iterations": iterations,
+        "seconds": round(seconds, 3),
+        "budget": timed.describe(),
+        "capped": timed.capped(iterations, seconds),
+        "throughput_ips": len(batch) * iterations / seconds,
+    }
+
+
+def benchmark_notes(rounds: list[dict[str, Any]], engine_async: dict[str, Any] | None, cfg) -> list[str]:
+    """What the table must say about figures the cap cut short, or a measurement it skipped."""
+    notes = []
+    capped = [r for r in rounds if r.get("capped")]
+    if capped:
+        calls = ", ".join(str(r["iterations"]) for r in capped)
+        notes.append(
+            f"engine figures capped at benchmark.max_seconds={cfg.max_seconds:g}: rest on {calls} call(s) "
+            f"(asked >= {cfg.iterations} and >= {cfg.min_seconds:g} s)"
+        )
+    if engine_async and engine_async.get("skipped"):
+        notes.append(engine_async["skipped"])
+    elif engine_async and engine_async.get("capped"):
+        notes.append(
+            f"async figure capped at benchmark.max_seconds={cfg.max_seconds:g}: rests on "
+            f"{engine_async['iterations']} call(s)"
+        )
+    return notes
+
+
+def find_tool(name: str) -> str | None:
+    """An executable on PATH, or beside the running interpreter: a venv's tools (benchmark_app comes with the
+    openvino wheel) are there even when the venv is not activated (`venv/bin/python -m unet_pipeline`)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def run_vendor_tool(command: list[str], parse, timeout: float) -> dict[str, Any]:
+    """The engine vendor's own benchmark on the same artifact (benchmark_app, mm_run); an `error` when it is not
+    installed, fails or times out."""
+    executable = find_tool(command[0])
+    if executable is None:
+        return {"command": command, "error": f"{command[0]} not found on PATH or beside {sys.executable}"}
+    command = [executable, *command[1:]]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"command": command, "error": f"timed out after {timeout:.0f} s"}
+    output = proc.stdout + proc.stderr
+    result = {"command": command, "returncode": proc.returncode, **parse(output)}
+    if proc.returncode != 0:
+        result["error"] = output.strip().splitlines()[-1] if output.strip() else f"exit {proc.returncode}"
+    return result

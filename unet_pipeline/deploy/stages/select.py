@@ -1,0 +1,82 @@
+"""Which images each stage uses: evaluation, calibration (quantized precisions), validation (max_dice_drop).
+
+Calibration and validation images always come from cars outside the evaluation set where the data allows it;
+where it does not, the job warns and its record says so (`calibration_overlaps_eval`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from unet_pipeline.core import PipelineError
+from unet_pipeline.data import (
+    Sample,
+    ensure_configured,
+    list_samples,
+    select_calibration,
+    select_eval,
+    select_validation,
+)
+from unet_pipeline.engines import BuildSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Selection:
+    """The images of one job."""
+
+    evaluation: list[Sample]
+    calibration: list[Sample] | None = None
+    validation: list[Sample] | None = None
+
+
+def select_data(cfg: DictConfig, spec: BuildSpec, record: dict[str, Any]) -> Selection:
+    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed.
+
+    `record` (result.json -> data) is filled as the choice goes, so a job that fails choosing calibration
+    images still says which evaluation data it had."""
+    generated = ensure_configured(cfg.data)
+    samples = list_samples(cfg.data.root, cfg.data)
+    eval_samples = select_eval(samples, cfg.data)
+    if len(eval_samples) < spec.batch:
+        raise PipelineError(
+            f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
+            "lower batch or raise data.num_images"
+        )
+    record.update(
+        root=cfg.data.root,
+        split=str(cfg.data.split.value),
+        generated=generated,
+        eval_cars=len({s.car for s in eval_samples}),
+    )
+    if not spec.precision.needs_calibration:
+        return Selection(eval_samples)
+    calibration = cfg.calibration
+    pool = (
+        samples
+        if calibration.root == cfg.data.root
+        else list_samples(calibration.root, cfg.data, key="calibration.root")
+    )
+    calib_samples, overlaps = select_calibration(pool, eval_samples, calibration.num_samples, calibration.seed)
+    record.update(
+        calibration_root=calibration.root,
+        calibration_images=len(calib_samples),
+        calibration_overlaps_eval=overlaps,
+        calibration_ids=[c.id for c in calib_samples],
+    )
+    if overlaps:
+        log.warning(
+            "calibration images come from cars in the evaluation set "
+            "(calibration_overlaps_eval: true); use data.split=val or another calibration.root"
+        )
+    validation = None
+    if spec.quant.max_dice_drop is not None:
+        validation = select_validation(
+            pool, eval_samples, calib_samples, calibration.validation_samples, calibration.seed
+        )
+        record["validation_ids"] = [v.id for v in validation]
+    return Selection(eval_samples, calib_samples, validation)

@@ -1,1 +1,0 @@
-"""Pipeline stages, one job each: export -> calibrate -> build -> evaluate."""
