@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from unet_pipeline.training import register_train_configs
 from unet_pipeline.data import synthetic
 from unet_pipeline.model import UNet
+from unet_pipeline.training import register_train_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CARVANA = Path(os.environ.get("UNET_TEST_CARVANA", REPO.parent / "shared" / "data" / "carvana"))

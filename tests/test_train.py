@@ -86,7 +86,7 @@ def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data
 
     part = tmp_path / "part"
     part.mkdir()
-    real_validate, calls = train_module.validate, []
+    real_validate, calls = train_module.mean_validation_dice, []
 
     def interrupted(*args):
         calls.append(1)
@@ -94,10 +94,10 @@ def test_interrupted_training_resumes_to_the_same_result(compose_cfg, train_data
             raise KeyboardInterrupt  # killed during epoch 2
         return real_validate(*args)
 
-    monkeypatch.setattr(train_module, "validate", interrupted)
+    monkeypatch.setattr(train_module, "mean_validation_dice", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(compose_cfg(overrides, config_name="train"), part)
-    monkeypatch.setattr(train_module, "validate", real_validate)
+    monkeypatch.setattr(train_module, "mean_validation_dice", real_validate)
     resumed = train(compose_cfg([*overrides, f"train.resume={part / 'last.pth'}"], config_name="train"), part)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     for got, want in zip(resumed["history"], reference["history"], strict=True):
@@ -172,7 +172,9 @@ def test_a_missing_checkpoint_fails_before_any_decoding(compose_cfg, train_data,
     missing = tmp_path / "stage2.pth"
     cfg = compose_cfg([*TINY_TRAIN, f"data.root={train_data}", override.format(missing=missing, tiny=tiny_checkpoint)],
                       "train")  # fmt: skip
-    monkeypatch.setattr("unet_pipeline.training.loop.load_arrays", lambda *a, **k: pytest.fail("decoded before the check"))
+    monkeypatch.setattr(
+        "unet_pipeline.training.loop.load_arrays", lambda *a, **k: pytest.fail("decoded before the check")
+    )
     with pytest.raises(PipelineError, match=rf"{re.escape(key)}.*{re.escape(str(missing))}: no such file"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -18,8 +18,8 @@ import torch
 from unet_pipeline.config import PrecisionMode
 from unet_pipeline.core import PipelineError, isa
 from unet_pipeline.deploy.stages.export import export_graph
-from unet_pipeline.engines import BuildSpec, Engine, Precision, with_overflow_fix
-from unet_pipeline.metrics import dice_per_image, predict_labels
+from unet_pipeline.engines import BuildSpec, Engine, OverflowChoice, Precision, with_overflow_fix
+from unet_pipeline.metrics import dice_of_logits, predict_labels
 
 FP32_MAX_ABS = 1e-3
 FP32_MAX_FLIPPED = 1e-4  # share of pixels whose argmax differs
@@ -61,6 +61,32 @@ def _row(engine: str, precision: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def _measured(
+    engine: str,
+    mode: str,
+    logits: np.ndarray,
+    reference: np.ndarray,
+    masks: np.ndarray,
+    fallback: str | None,
+    overflow: OverflowChoice | None,
+) -> dict[str, Any]:
+    """One built precision's row: its logits against PyTorch fp32's, pixel by pixel and in Dice."""
+    dice, ref_dice = float(dice_of_logits(logits, masks).mean()), float(dice_of_logits(reference, masks).mean())
+    max_abs = float(np.abs(logits - reference).max())
+    flipped = float((predict_labels(logits) != predict_labels(reference)).mean())
+    return _row(
+        engine,
+        mode,
+        max_abs_logit=max_abs,
+        flipped_pixels=flipped,
+        dice=dice,
+        dice_delta=dice - ref_dice,
+        agrees=(max_abs <= FP32_MAX_ABS and flipped <= FP32_MAX_FLIPPED) if mode == "force_float32" else None,
+        reason=fallback or "",
+        overflow_fix=overflow.setting if overflow else None,
+    )
+
+
 def compare_engines(
     net: torch.nn.Module,
     images: np.ndarray,
@@ -73,8 +99,7 @@ def compare_engines(
     net = net.eval()
     with torch.no_grad():
         reference = net(torch.from_numpy(images)).numpy()
-    ref_labels = predict_labels(reference)
-    ref_dice = float(dice_per_image(ref_labels, masks).mean())
+    ref_dice = float(dice_of_logits(reference, masks).mean())
     rows = [_row("pytorch-eager", "force_float32", dice=ref_dice, dice_delta=0.0, reason="reference")]
     hw = images.shape[2:]
     host = isa.host()
@@ -107,24 +132,7 @@ def compare_engines(
                 calib = calibration if spec.precision.needs_calibration else None
                 session = engine.load(engine.build(graph, spec, calib, Path(tmp) / mode), spec)
                 logits = session.infer(images)
-                labels = predict_labels(logits)
-                dice = float(dice_per_image(labels, masks).mean())
-                max_abs = float(np.abs(logits - reference).max())
-                flipped = float((labels != ref_labels).mean())
-                is_fp32 = mode == "force_float32"
-                rows.append(
-                    _row(
-                        name,
-                        mode,
-                        max_abs_logit=max_abs,
-                        flipped_pixels=flipped,
-                        dice=dice,
-                        dice_delta=dice - ref_dice,
-                        agrees=(max_abs <= FP32_MAX_ABS and flipped <= FP32_MAX_FLIPPED) if is_fp32 else None,
-                        reason=fallback or "",
-                        overflow_fix=overflow.setting if overflow else None,
-                    )
-                )
+                rows.append(_measured(name, mode, logits, reference, masks, fallback, overflow))
                 by_build[build] = rows[-1]
     return rows
 

@@ -6,12 +6,11 @@ change it is present (a needless miss costs a rebuild, nothing worse)."""
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from unet_pipeline.core import file_sha256
+from unet_pipeline.core import file_sha256, package_version
 from unet_pipeline.data import Preprocessing, Sample
 from unet_pipeline.engines import BuildSpec, Engine
 
@@ -25,16 +24,12 @@ EXPORT_TOOLS = {
 }
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+RANDOM_WEIGHTS = "random"  # model.checkpoint=random: seeded random weights, for speed-only runs
 
 
-def weights_identity(checkpoint: str, random_name: str) -> str:
-    """Weights by content (a renamed or copied file is the same weights); seeded random weights by name."""
-    return f"{random_name}:seed0" if checkpoint == random_name else f"sha256:{file_sha256(checkpoint)}"
+def weights_identity(checkpoint_sha256: str | None) -> str:
+    """Weights by content (a renamed or copied file is the same weights); seeded random weights (no file) by name."""
+    return f"sha256:{checkpoint_sha256}" if checkpoint_sha256 else f"{RANDOM_WEIGHTS}:seed0"
 
 
 def export_parts(model_cfg: DictConfig, weights: str, spec: BuildSpec, export_format: str) -> dict[str, Any]:
@@ -45,7 +40,7 @@ def export_parts(model_cfg: DictConfig, weights: str, spec: BuildSpec, export_fo
         "weights": weights,
         "architecture": {k: model_cfg[k] for k in ARCHITECTURE},
         "input": spec.artifact_identity(),
-        "tools": {name: _version(name) for name in EXPORT_TOOLS.get(export_format, ("torch",))},
+        "tools": {name: package_version(name) for name in EXPORT_TOOLS.get(export_format, ("torch",))},
     }
 
 

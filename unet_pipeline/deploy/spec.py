@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from unet_pipeline.core import Int8Isa, PipelineError
-from unet_pipeline.data import input_hw
+from unet_pipeline.data import Preprocessing, input_hw
 from unet_pipeline.engines import BuildSpec, Engine, Precision, QuantOptions, with_overflow_fix
 
 
@@ -77,3 +77,18 @@ def for_cpu(engine: Engine, spec: BuildSpec, isa: Int8Isa) -> tuple[BuildSpec, d
         "runs_on": spec.device,  # cpu: the host's int8 instructions below decide; cuda / mlu: they do not apply
         "cpu": {"int8_kind": isa.kind, "saturates": isa.saturates, "flags": list(isa.flags)},
     }
+
+
+def preprocessing(cfg: DictConfig) -> Preprocessing:
+    """model.resize and data.decode: calibration, evaluation, the benchmark batch and the pictures alike."""
+    return Preprocessing.of(cfg.model, cfg.data)
+
+
+def skips_bad_samples(cfg: DictConfig) -> bool:
+    """data.on_bad_sample=skip: a bad image is counted and listed, not fatal."""
+    return cfg.data.on_bad_sample.value == "skip"
+
+
+def caches_inputs(cfg: DictConfig) -> bool:
+    """data.cache_inputs=true shares decoded inputs through cache.dir (so not with cache.enabled=false)."""
+    return bool(cfg.data.cache_inputs and cfg.cache.enabled)

@@ -4,13 +4,21 @@ The milesial reference (`metrics.reference`, torch) is imported by name only whe
 intervals never loads torch."""
 
 from unet_pipeline.metrics import intervals
-from unet_pipeline.metrics.dice import dice_full, dice_of_batch, dice_per_image, predict_labels, upsampled_labels
+from unet_pipeline.metrics.dice import (
+    dice_full,
+    dice_of_batch,
+    dice_of_logits,
+    dice_per_image,
+    predict_labels,
+    upsampled_labels,
+)
 from unet_pipeline.metrics.intervals import Interval, distinguishable_front, paired_interval
 
 __all__ = [
     "Interval",
     "dice_full",
     "dice_of_batch",
+    "dice_of_logits",
     "dice_per_image",
     "distinguishable_front",
     "intervals",

@@ -34,6 +34,12 @@ def dice_per_image(pred: np.ndarray, true: np.ndarray, foreground: int = 1) -> n
     return (inter + EPS) / (sets + EPS)
 
 
+def dice_of_logits(logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per-image Dice of (N, C, H, W) logits against (N, H, W) masks: the one definition every caller outside the
+    inference loop uses (training's validation, accuracy-aware quantization, the cross-engine check)."""
+    return dice_per_image(predict_labels(logits), masks)
+
+
 def dice_of_batch(logits: np.ndarray, masks: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray:
     """`dice_per_image(predict_labels(logits), masks)` for the inference loop, about 4x cheaper.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from unet_pipeline.model import build_unet, load_unet, read_checkpoint, save_che
 from unet_pipeline.training import augment
 from unet_pipeline.training.batches import crop_size, load_arrays, make_batch, train_val_samples
 from unet_pipeline.training.distill import cached_soft_targets, distill_loss
-from unet_pipeline.training.validation import validate
+from unet_pipeline.training.validation import mean_validation_dice
 from unet_pipeline.training.widen import widen_into
 
 log = logging.getLogger(__name__)
@@ -67,20 +68,79 @@ def require_checkpoints(tc: DictConfig) -> None:
             raise PipelineError(f"{key}={path}: no such file (give the path of a .pth checkpoint, or null)")
 
 
+@dataclass
+class TrainingData:
+    """The decoded training and validation sets, and the teachers' soft targets (None without teachers)."""
+
+    train_set: list
+    val_set: list
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    soft: np.ndarray | None
+    hw: tuple[int, int]
+    crop: tuple[int, int] | None
+
+    @property
+    def refit(self) -> bool:
+        """train.val_fraction=0: nothing to validate, the last epoch is kept."""
+        return not self.val_set
+
+
+@dataclass
+class RunState:
+    """What an epoch changes and `last.pth` keeps, so that a resumed run continues exactly."""
+
+    net: torch.nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    history: list[dict[str, float]]
+    start_epoch: int = 0
+    best: float = -1.0
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The weights validated, picked and saved: the moving average where there is one."""
+        return self.net if self.ema is None else self.ema.module
+
+
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Train `cfg.model` on the training cars; best.pth, last.pth (resumable) and train.json into `out_dir`."""
     tc = cfg.train
+    check_settings(tc)
+    torch.manual_seed(tc.seed)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    data = load_training_data(cfg, out_dir)
+    run = start_run(cfg, len(data.x_train))
+    if tc.resume:
+        resume(run, tc)
+    bf16 = use_bf16(tc.amp)
+    for epoch in range(run.start_epoch, tc.epochs):
+        started = time.perf_counter()
+        losses = train_epoch(run, data, tc, bf16, epoch)
+        end_epoch(run, data, tc, epoch, losses, started, out_dir)
+    return write_summary(cfg, data, run, bf16, out_dir)
+
+
+def check_settings(tc: DictConfig) -> None:
+    """Checkpoint paths, jitter and the moving average, refused in one line before any decoding."""
     require_checkpoints(tc)
     augment.check_photometric(tc.photometric)
     if tc.ema_decay is not None and not 0.0 < tc.ema_decay < 1.0:
         raise PipelineError(f"train.ema_decay={tc.ema_decay} must be in (0, 1), e.g. 0.995, or null to turn it off")
-    torch.manual_seed(tc.seed)
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
+
+
+def load_training_data(cfg: DictConfig, out_dir: Path) -> TrainingData:
+    """The split (evaluation cars never seen), decoded under the model's preprocessing, and the soft targets."""
+    tc = cfg.train
     hw = input_hw(cfg.model, cfg.data)
     crop = crop_size(tc, hw)
     ensure_configured(cfg.data)
-    samples = list_samples(cfg.data.root, cfg.data)
-    train_set, val_set = train_val_samples(samples, cfg)
+    train_set, val_set = train_val_samples(list_samples(cfg.data.root, cfg.data), cfg)
     log.info(
         "training on %d images (%d cars), validating on %d images (%d cars), input %dx%d, crops %s",
         len(train_set),
@@ -93,9 +153,14 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     prep = Preprocessing.of(cfg.model, cfg.data)
     x_train, y_train = load_arrays(train_set, hw, prep, tc.progress, "loading train")
     x_val, y_val = load_arrays(val_set, hw, prep, tc.progress, "loading val")
-    refit = not val_set  # train.val_fraction=0: nothing to validate, the last epoch is kept
     soft = cached_soft_targets(train_set, cfg, hw, out_dir, tc.progress)  # None without train.teachers
+    return TrainingData(train_set, val_set, x_train, y_train, x_val, y_val, soft, hw, crop)
 
+
+def start_run(cfg: DictConfig, num_train: int) -> RunState:
+    """The net (from scratch, from weights, or widened from narrower ones), its moving average, AdamW with a
+    one-cycle schedule over every step of every epoch, and the shuffling generator."""
+    tc = cfg.train
     net = build_unet(cfg.model)
     if tc.init_checkpoint and tc.init_widen:
         net = widen_into(net, read_checkpoint(tc.init_checkpoint)[0])  # narrower weights, same logits
@@ -104,91 +169,104 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         net, _ = load_unet(cfg.model, tc.init_checkpoint)
     net = net.to(memory_format=torch.channels_last).train()  # ~30% faster convolutions on CPU
     ema = moving_average(net, tc.ema_decay)
-    steps_per_epoch = math.ceil(len(x_train) / tc.batch_size)
+    steps = tc.epochs * math.ceil(num_train / tc.batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
-    start_epoch, best = 0, -1.0
-    if tc.resume:
-        state = torch.load(tc.resume, map_location="cpu", weights_only=True)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, history = state["epoch"], state["best_dice"], state["history"]
-        if ema is not None:
-            if "ema" not in state:
-                raise PipelineError(f"train.resume={tc.resume} has no moving average: resume with train.ema_decay=null")
-            ema.load_state_dict(state["ema"])
-        if state["epochs"] != tc.epochs:
-            raise PipelineError(
-                f"train.resume continues a run of {state['epochs']} epochs (its one-cycle schedule), not "
-                f"train.epochs={tc.epochs}; to train longer start anew from its weights: train.init_checkpoint=..."
-            )
-        log.info("resumed from %s after epoch %d (best Dice %.4f)", tc.resume, start_epoch, best)
-    bf16 = use_bf16(tc.amp)
-    rng = np.random.default_rng(tc.seed)
-    if tc.resume:
-        rng.bit_generator.state = state["rng"]  # the same shuffles and flips as an uninterrupted run
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=steps)
+    return RunState(net, ema, optimizer, scheduler, np.random.default_rng(tc.seed), [])
 
-    for epoch in range(start_epoch, tc.epochs):
-        t0, losses = time.perf_counter(), []
-        order = rng.permutation(len(x_train))
-        bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
-        for i in bar:
-            idx = np.sort(order[i : i + tc.batch_size])
-            t = None if soft is None else soft[idx]
-            x, y, t = make_batch(x_train[idx], y_train[idx], crop, rng, t, tc.photometric)
-            x = x.contiguous(memory_format=torch.channels_last)
-            if tc.hflip and rng.random() < 0.5:
-                x, y, t = x.flip(-1), y.flip(-1), None if t is None else t.flip(-1)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
-            if t is not None:
-                loss = loss + tc.distill_weight * distill_loss(logits, t, tc.distill_temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(best, 0):.4f}")
-        kept = net if ema is None else ema.module  # the weights validated, picked and saved
-        val_dice = None if refit else validate(kept, x_val, y_val, tc.batch_size)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
-        if ema is not None and val_dice is not None:
-            history[-1]["val_dice_raw"] = validate(net, x_val, y_val, tc.batch_size)  # what EMA changed
-        history[-1]["seconds"] = time.perf_counter() - t0
-        if refit or val_dice > best:  # a refit keeps its last epoch
-            best = -1.0 if refit else val_dice
-            save_milesial(kept, out_dir / "best.pth")
-        save_checkpoint(
-            {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "epochs": tc.epochs,
-                "best_dice": best,
-                "history": history,
-                "rng": rng.bit_generator.state,
-                **({} if ema is None else {"ema": ema.state_dict()}),
-            },
-            out_dir / "last.pth",
+
+def resume(run: RunState, tc: DictConfig) -> None:
+    """Continue from `train.resume`'s last.pth: weights, optimizer, schedule, history and the generator's state
+    (the same shuffles and flips as an uninterrupted run)."""
+    state = torch.load(tc.resume, map_location="cpu", weights_only=True)
+    run.net.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_epoch, run.best, run.history = state["epoch"], state["best_dice"], state["history"]
+    if run.ema is not None:
+        if "ema" not in state:
+            raise PipelineError(f"train.resume={tc.resume} has no moving average: resume with train.ema_decay=null")
+        run.ema.load_state_dict(state["ema"])
+    if state["epochs"] != tc.epochs:
+        raise PipelineError(
+            f"train.resume continues a run of {state['epochs']} epochs (its one-cycle schedule), not "
+            f"train.epochs={tc.epochs}; to train longer start anew from its weights: train.init_checkpoint=..."
         )
-        raw = f", raw weights {history[-1]['val_dice_raw']:.5f}" if "val_dice_raw" in history[-1] else ""
-        scored = f"validation Dice {val_dice:.5f}{raw} (best {best:.5f})" if val_dice is not None else "refit"
-        log.info("epoch %d: loss %.4f, %s, %.0f s", epoch + 1, history[-1]["loss"], scored, history[-1]["seconds"])
+    log.info("resumed from %s after epoch %d (best Dice %.4f)", tc.resume, run.start_epoch, run.best)
+    run.rng.bit_generator.state = state["rng"]
+
+
+def train_epoch(run: RunState, data: TrainingData, tc: DictConfig, bf16: bool, epoch: int) -> list[float]:
+    """One pass over the training images in a shuffled order: cross-entropy + Dice (+ distillation); the losses."""
+    losses: list[float] = []
+    order = run.rng.permutation(len(data.x_train))
+    bar = tqdm(range(0, len(order), tc.batch_size), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress)
+    for i in bar:
+        idx = np.sort(order[i : i + tc.batch_size])
+        t = None if data.soft is None else data.soft[idx]
+        x, y, t = make_batch(data.x_train[idx], data.y_train[idx], data.crop, run.rng, t, tc.photometric)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if tc.hflip and run.rng.random() < 0.5:
+            x, y, t = x.flip(-1), y.flip(-1), None if t is None else t.flip(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = run.net(x)
+        loss = F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
+        if t is not None:
+            loss = loss + tc.distill_weight * distill_loss(logits, t, tc.distill_temperature)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.net)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", best_dice=f"{max(run.best, 0):.4f}")
+    return losses
+
+
+def end_epoch(
+    run: RunState, data: TrainingData, tc: DictConfig, epoch: int, losses: list[float], started: float, out_dir: Path
+) -> None:
+    """Validate, keep best.pth when it improved (a refit: always), write last.pth, log the epoch."""
+    val_dice = None if data.refit else mean_validation_dice(run.kept, data.x_val, data.y_val, tc.batch_size)
+    entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice}
+    if run.ema is not None and val_dice is not None:
+        entry["val_dice_raw"] = mean_validation_dice(run.net, data.x_val, data.y_val, tc.batch_size)  # what EMA changed
+    entry["seconds"] = time.perf_counter() - started  # the epoch's training and validation
+    run.history.append(entry)
+    if data.refit or val_dice > run.best:  # a refit keeps its last epoch
+        run.best = -1.0 if data.refit else val_dice
+        save_milesial(run.kept, out_dir / "best.pth")
+    save_checkpoint(
+        {
+            "model": run.net.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "epochs": tc.epochs,
+            "best_dice": run.best,
+            "history": run.history,
+            "rng": run.rng.bit_generator.state,
+            **({} if run.ema is None else {"ema": run.ema.state_dict()}),
+        },
+        out_dir / "last.pth",
+    )
+    raw = f", raw weights {entry['val_dice_raw']:.5f}" if "val_dice_raw" in entry else ""
+    scored = f"validation Dice {val_dice:.5f}{raw} (best {run.best:.5f})" if val_dice is not None else "refit"
+    log.info("epoch %d: loss %.4f, %s, %.0f s", epoch + 1, entry["loss"], scored, entry["seconds"])
+
+
+def write_summary(cfg: DictConfig, data: TrainingData, run: RunState, bf16: bool, out_dir: Path) -> dict[str, Any]:
+    """train.json: every epoch's loss and validation Dice, what the run trained on and its config."""
     summary = {
-        "best_val_dice": None if refit else best,
-        "history": history,
+        "best_val_dice": None if data.refit else run.best,
+        "history": run.history,
         "bf16_autocast": bf16,
-        "input_size": list(hw),
-        "crop": None if crop is None else list(crop),
-        "teachers": [OmegaConf.to_container(t, resolve=True) for t in tc.teachers],
-        "train_images": len(train_set),
-        "val_images": len(val_set),
+        "input_size": list(data.hw),
+        "crop": None if data.crop is None else list(data.crop),
+        "teachers": [OmegaConf.to_container(t, resolve=True) for t in cfg.train.teachers],
+        "train_images": len(data.train_set),
+        "val_images": len(data.val_set),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / "train.json", summary)

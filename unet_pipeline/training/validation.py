@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from unet_pipeline.core import PipelineError, file_sha256
 from unet_pipeline.data import Preprocessing, ensure_configured, input_hw, list_samples, to_model_input
-from unet_pipeline.metrics import dice_per_image, predict_labels
+from unet_pipeline.metrics import dice_of_logits
 from unet_pipeline.model import load_unet
 from unet_pipeline.training.batches import load_arrays, train_val_samples
 
@@ -26,12 +26,12 @@ def validation_scores(net: torch.nn.Module, images: np.ndarray, masks: np.ndarra
     for i in range(0, len(images), batch):
         x = np.stack([to_model_input(p) for p in images[i : i + batch]])
         logits = net(torch.from_numpy(x)).float().numpy()
-        scores.append(dice_per_image(predict_labels(logits), masks[i : i + batch]))
+        scores.append(dice_of_logits(logits, masks[i : i + batch]))
     net.train()
     return np.concatenate(scores)
 
 
-def validate(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> float:
+def mean_validation_dice(net: torch.nn.Module, images: np.ndarray, masks: np.ndarray, batch: int) -> float:
     """Mean per-image Dice: what picks the epoch."""
     return float(validation_scores(net, images, masks, batch).mean())
 

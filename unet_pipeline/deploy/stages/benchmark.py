@@ -20,10 +20,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 from filelock import FileLock
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from unet_pipeline.core import Budget
-from unet_pipeline.engines import Session
+from unet_pipeline.data import Sample, load_input
+from unet_pipeline.deploy.spec import preprocessing
+from unet_pipeline.deploy.stages.evaluate import Evaluation, pad_batch
+from unet_pipeline.engines import BuildSpec, Engine, Session
+from unet_pipeline.record import JobRecord
 
 T = TypeVar("T")
 
@@ -217,3 +222,38 @@ def run_vendor_tool(command: list[str], parse, timeout: float) -> dict[str, Any]
     if proc.returncode != 0:
         result["error"] = output.strip().splitlines()[-1] if output.strip() else f"exit {proc.returncode}"
     return result
+
+
+def benchmark_job(
+    cfg: DictConfig,
+    engine: Engine,
+    session: Session,
+    artifact: Path,
+    spec: BuildSpec,
+    samples: list[Sample],
+    record: JobRecord,
+    end_to_end: Callable[[], Evaluation],
+    first: Evaluation,
+) -> None:
+    """Engine-only figures on the first evaluation batch, held in memory, interleaved with `benchmark.repeats`
+    end-to-end passes (the first is the inference stage's); async and the vendor tool on request."""
+    inputs = [load_input(s, spec.input_hw, preprocessing(cfg), spec.uint8_nhwc) for s in samples[: spec.batch]]
+    batch = pad_batch(np.stack(inputs), spec)
+    bench = cfg.benchmark
+    rounds, passes = interleave(
+        lambda: time_sync(session, batch, bench, cfg.progress), end_to_end, first, bench.repeats
+    )
+    figures = record.benchmark
+    figures.engine, figures.end_to_end = median_rounds(rounds, [p.figures() for p in passes])
+    if any(p.dice != first.dice for p in passes):
+        worst = max(float(np.max(np.abs(np.subtract(p.dice, first.dice)))) for p in passes)
+        record.notes.append(f"Dice differed between timing passes (largest per-image difference {worst:.2g})")
+    figures.engine_async = time_async(session, batch, bench, figures.engine["latency_ms"]["p50"], cfg.progress)
+    record.notes += benchmark_notes(rounds, figures.engine_async, bench)
+    if bench.vendor_tool:
+        tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
+        figures.vendor = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
+        if tool is None:
+            record.notes.append(f"benchmark.vendor_tool: engine={engine.name} has no vendor benchmark tool")
+        elif figures.vendor.get("error"):
+            record.notes.append(f"benchmark.vendor_tool: {figures.vendor['error']}")

@@ -20,7 +20,7 @@ import numpy as np
 from unet_pipeline.core import PipelineError
 from unet_pipeline.deploy.stages.evaluate import pad_batch
 from unet_pipeline.engines import BuildSpec, Engine, Precision, QuantOptions, Session, budget_error, resolve_layers
-from unet_pipeline.metrics import dice_per_image, predict_labels
+from unet_pipeline.metrics import dice_of_logits
 
 RECORD = "quantization.json"
 
@@ -37,7 +37,7 @@ class ValidationSet:
         scores = []
         for x, mask in self.items if items is None else items:
             logits = session.infer(pad_batch(x[None], self.spec))[:1]
-            scores.append(float(dice_per_image(predict_labels(logits), mask[None])[0]))
+            scores.append(float(dice_of_logits(logits, mask[None])[0]))
         return scores
 
 

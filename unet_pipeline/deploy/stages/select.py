@@ -27,18 +27,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Selection:
-    """The images of one job."""
+    """The images of one job, and what result.json -> data says of the choice."""
 
     evaluation: list[Sample]
+    facts: dict[str, Any]
+    pool: list[Sample]  # where calibration and validation images are drawn from
     calibration: list[Sample] | None = None
     validation: list[Sample] | None = None
 
 
-def select_data(cfg: DictConfig, spec: BuildSpec, record: dict[str, Any]) -> Selection:
-    """Evaluation images; calibration (and accuracy-control validation) images from other cars when needed.
-
-    `record` (result.json -> data) is filled as the choice goes, so a job that fails choosing calibration
-    images still says which evaluation data it had."""
+def select_evaluation(cfg: DictConfig, spec: BuildSpec) -> Selection:
+    """The evaluation images (the demo set generated first where the config owns one)."""
     generated = ensure_configured(cfg.data)
     samples = list_samples(cfg.data.root, cfg.data)
     eval_samples = select_eval(samples, cfg.data)
@@ -47,27 +46,33 @@ def select_data(cfg: DictConfig, spec: BuildSpec, record: dict[str, Any]) -> Sel
             f"batch={spec.batch} is larger than the {len(eval_samples)} evaluation images; "
             "lower batch or raise data.num_images"
         )
-    record.update(
-        root=cfg.data.root,
-        split=str(cfg.data.split.value),
-        generated=generated,
-        eval_cars=len({s.car for s in eval_samples}),
-    )
+    facts = {
+        "root": cfg.data.root,
+        "split": str(cfg.data.split.value),
+        "generated": generated,
+        "eval_cars": len({s.car for s in eval_samples}),
+    }
+    return Selection(eval_samples, facts, samples)
+
+
+def select_quantizer_images(cfg: DictConfig, spec: BuildSpec, selected: Selection) -> Selection:
+    """`selected` with calibration images (quantized precisions) and, for calibration.max_dice_drop, validation
+    images, from other cars than the evaluation's where the data allows it."""
     if not spec.precision.needs_calibration:
-        return Selection(eval_samples)
+        return selected
     calibration = cfg.calibration
     pool = (
-        samples
+        selected.pool
         if calibration.root == cfg.data.root
         else list_samples(calibration.root, cfg.data, key="calibration.root")
     )
-    calib_samples, overlaps = select_calibration(pool, eval_samples, calibration.num_samples, calibration.seed)
-    record.update(
-        calibration_root=calibration.root,
-        calibration_images=len(calib_samples),
-        calibration_overlaps_eval=overlaps,
-        calibration_ids=[c.id for c in calib_samples],
-    )
+    calib_samples, overlaps = select_calibration(pool, selected.evaluation, calibration.num_samples, calibration.seed)
+    facts = {
+        "calibration_root": calibration.root,
+        "calibration_images": len(calib_samples),
+        "calibration_overlaps_eval": overlaps,
+        "calibration_ids": [c.id for c in calib_samples],
+    }
     if overlaps:
         log.warning(
             "calibration images come from cars in the evaluation set "
@@ -76,7 +81,7 @@ def select_data(cfg: DictConfig, spec: BuildSpec, record: dict[str, Any]) -> Sel
     validation = None
     if spec.quant.max_dice_drop is not None:
         validation = select_validation(
-            pool, eval_samples, calib_samples, calibration.validation_samples, calibration.seed
+            pool, selected.evaluation, calib_samples, calibration.validation_samples, calibration.seed
         )
-        record["validation_ids"] = [v.id for v in validation]
-    return Selection(eval_samples, calib_samples, validation)
+        facts["validation_ids"] = [v.id for v in validation]
+    return Selection(selected.evaluation, {**selected.facts, **facts}, pool, calib_samples, validation)
