@@ -27,13 +27,17 @@ def test_every_option_composes(compose_cfg, group, option):
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(compose_cfg, experiment):
-    """train_* overlays belong to the train task (`+experiment=`), the others to the pipeline."""
-    if experiment.startswith("train_"):
-        cfg = compose_cfg([f"+experiment={experiment}"], config_name="train")
-        assert cfg.train.epochs >= 1 and cfg.model.checkpoint is None
-    else:
-        cfg = compose_cfg([f"experiment={experiment}"])
-        assert cfg.engine._target_.startswith("unet_pipeline.engines.")
+    """conf/experiment/ holds the pipeline's overlays only."""
+    cfg = compose_cfg([f"experiment={experiment}"])
+    assert cfg.engine._target_.startswith("unet_pipeline.engines.")
+
+
+@pytest.mark.parametrize("experiment", options("train/experiment"))
+def test_every_training_overlay_composes(compose_cfg, experiment):
+    """Training overlays have their own group, for `unet_pipeline.train` and `unet_pipeline.validate` alike."""
+    cfg = compose_cfg([f"train/experiment={experiment}"], config_name="train")
+    assert cfg.train.epochs >= 1 and cfg.model.checkpoint is None
+    assert compose_cfg([f"train/experiment={experiment}"], config_name="validate").train == cfg.train
 
 
 def test_every_precision_mode_has_a_file():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from unet_pipeline.report import tables as results
 from unet_pipeline.report.summary import WIDTH, summary
 
@@ -99,16 +101,33 @@ def test_help_is_the_projects_own(tmp_path):
     assert text.startswith("unet_pipeline: ") and "powered by Hydra" not in text and "schema" not in text
     assert text.count("\n  python -m unet_pipeline") >= 3 and "outputs/multirun/<time>/" in text
     conf = Path(__file__).resolve().parents[1] / "conf"
-    for group in (d.name for d in conf.iterdir() if d.is_dir() and d.name not in ("hydra", "__pycache__")):
+    for group in (d.name for d in conf.iterdir() if d.is_dir() and d.name not in ("hydra", "train", "__pycache__")):
         assert f"\n  {group} " in text, group
+    assert "train/experiment" not in text and "unet_carvana_medium_640_shuffle_ema" not in text
     assert "force_float32 (default)" in text and "int8_no_overflow_fix" in text
     assert max(map(len, text.splitlines())) <= WIDTH
     train = run_cli("--help", cwd=tmp_path, module="unet_pipeline.train")
     assert train.stdout.startswith("unet_pipeline.train: ") and "precision" not in train.stdout
-    assert "train_unet_demo" in train.stdout and "sample_eval" not in train.stdout
+    assert "\n  train/experiment " in train.stdout and "unet_carvana_medium_640_shuffle_ema" in train.stdout
+    assert "sample_eval" not in train.stdout and max(map(len, train.stdout.splitlines())) <= WIDTH
     validate = run_cli("--help", cwd=tmp_path, module="unet_pipeline.validate")
     assert validate.stdout.startswith("unet_pipeline.validate: ") and "outputs/validate/<time>/" in validate.stdout
-    assert "train_unet_demo" in validate.stdout and max(map(len, validate.stdout.splitlines())) <= WIDTH
+    assert "unet_carvana_medium_640_shuffle_ema" in validate.stdout
+    assert max(map(len, validate.stdout.splitlines())) <= WIDTH
+
+
+@pytest.mark.parametrize(
+    ("module", "entry"),
+    [("unet_pipeline.train", "unet_pipeline.train"), ("unet_pipeline.validate", "unet_pipeline.validate"),
+     ("unet_pipeline", "unet_pipeline.train")],
+)  # fmt: skip
+def test_the_old_training_overlay_spelling_names_the_new_one(tmp_path, module, entry):
+    """`+experiment=train_<name>` (before training overlays had their own group) fails in one line naming
+    `train/experiment=<name>`, and writes nothing."""
+    proc = run_cli("+experiment=train_unet_demo", cwd=tmp_path, module=module)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"python -m {entry} train/experiment=unet_demo" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_a_bad_data_root_is_one_line_and_creates_nothing(tmp_path):

@@ -8,6 +8,7 @@ error is condensed to one line; anything this check cannot judge is left to Hydr
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,22 @@ CONFIG_MODULE = "unet_pipeline.conf"
 _SKIP_IF = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--config-path", "-cp",
             "--config-name", "-cn", "--config-dir", "-cd", "--package", "-p", "--resolve", "--shell-completion",
             "-sc", "--experimental-rerun", "--version")  # fmt: skip
+
+
+# The training overlays' old spelling, `+experiment=train_<name>`, before they had their own group.
+_OLD_OVERLAY = re.compile(r"^[+~]?experiment=(?P<names>train_[\w,]*)$")
+_TRAINING_ENTRY = {"validate": "python -m unet_pipeline.validate"}  # else: python -m unet_pipeline.train
+
+
+def _old_overlay(args: list[str], config_name: str) -> str | None:
+    """`+experiment=train_X` names a training overlay, which now lives in its own group: say the new spelling."""
+    for arg in args:
+        match = _OLD_OVERLAY.match(arg)
+        if match:
+            names = ",".join(n.removeprefix("train_") for n in match["names"].split(","))
+            entry = _TRAINING_ENTRY.get(config_name, "python -m unet_pipeline.train")
+            return f"{arg} is a training overlay, now in its own group: {entry} train/experiment={names}"
+    return None
 
 
 def _variants(args: list[str]) -> list[list[str]]:
@@ -103,6 +120,9 @@ def check(argv: list[str], config_name: str) -> str | None:
         return None
     multirun = any(a in ("-m", "--multirun") for a in argv)
     args = [a for a in argv if not a.startswith("-")]
+    moved = _old_overlay(args, config_name)
+    if moved:
+        return moved
     try:
         variants = _variants(args)
     except HydraException:
