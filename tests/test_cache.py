@@ -13,7 +13,7 @@ import pytest
 from unet_pipeline.core import PipelineError, content_key
 from unet_pipeline.deploy.cache import MANIFEST, ArtifactCache, verify_entry
 from unet_pipeline.deploy.keys import engine_parts, export_parts
-from unet_pipeline.engines import BuildSpec, Precision
+from unet_pipeline.engines import BuildSpec, EnginePlan, Precision
 from unet_pipeline.record import job_identity
 
 
@@ -123,7 +123,8 @@ class _Engine:
         return self._settings
 
     def plan(self, spec):  # the quantizer settings an engine derives from the spec: part of the key
-        return {"quantization": {"overflow_fix": spec.quant.overflow_fix}}
+        quantization = {"overflow_fix": spec.quant.overflow_fix}
+        return EnginePlan(self.name, self._settings, "openvino_ir", [1], "float_nchw", "", quantization=quantization)
 
 
 def test_export_key_covers_weights_architecture_shape_and_format(compose_cfg):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from unet_pipeline.core import PipelineError, isa
 from unet_pipeline.deploy import run_job
 from unet_pipeline.engines import BuildSpec, Precision, QuantOptions, resolved_overflow_fix, with_overflow_fix
+from unet_pipeline.engines.openvino.quantizer import nncf_arguments
 from unet_pipeline.record import load_records
 from unet_pipeline.report import to_frame
 from unet_pipeline.report.warnings import precision_warning
@@ -105,7 +105,7 @@ def test_openvino_int8_float16_remainder_avoids_slow_float16(monkeypatch, flags,
     monkeypatch.setattr(engine, "native_float_types", lambda: native)
     spec = _spec(overflow_fix="first_layer", mode=mode)
     assert engine.float_type(spec) == compiled_as
-    hint = engine.plan(spec)["compile_config"]["INFERENCE_PRECISION_HINT"]
+    hint = engine.plan(spec).compile_config["INFERENCE_PRECISION_HINT"]
     assert hint == {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[compiled_as]
     parts = engine_parts("export", engine, spec, None, None)
     assert parts["compile_config"]["INFERENCE_PRECISION_HINT"] == hint  # the cache key: no stale f16 artifact
@@ -179,12 +179,12 @@ def test_the_quantizers_get_the_resolved_setting():
     with pytest.raises(ValueError, match="unresolved"):
         resolved_overflow_fix(QuantOptions())
     ort = engines["onnxruntime"]
-    assert ort.plan(_spec("enable"))["quantization"]["reduce_range"] is True
-    assert ort.plan(_spec("disable"))["quantization"]["reduce_range"] is False
+    assert ort.plan(_spec("enable")).quantization["reduce_range"] is True
+    assert ort.plan(_spec("disable")).quantization["reduce_range"] is False
     openvino = engines["openvino"]
     for setting, member in (("enable", "ENABLE"), ("first_layer", "FIRST_LAYER"), ("disable", "DISABLE")):
-        assert openvino.plan(_spec(setting))["quantization"]["overflow_fix"] == member
-        advanced = openvino._nncf_arguments(Path("unused"), _spec(setting), [None])["advanced_parameters"]
+        assert openvino.plan(_spec(setting)).quantization["overflow_fix"] == member
+        advanced = nncf_arguments(_spec(setting).quant, [None], [])["advanced_parameters"]
         assert advanced.overflow_fix.name == member
 
 

@@ -25,6 +25,7 @@ from unet_pipeline.engines import (
     with_overflow_fix,
 )
 from unet_pipeline.engines.openvino import OpenVINOEngine
+from unet_pipeline.engines.openvino.quantizer import nncf_arguments
 from unet_pipeline.record import load_records
 from unet_pipeline.report import to_frame
 
@@ -105,7 +106,7 @@ def test_magicmind_maps_and_refuses_its_options(tiny_job_cfg):
 
     engine = MagicMindEngine(arch="mtp_372", cluster_num=[2, 6, 8])
     cfg = tiny_job_cfg("device=mlu370_x4", "engine=magicmind", INT8, "calibration.method=eqnm")
-    assert engine.plan(build_spec(cfg))["calibration"]["quantization_algorithm"] == "EQNM_ALGORITHM"
+    assert engine.plan(build_spec(cfg)).details["calibration"]["quantization_algorithm"] == "EQNM_ALGORITHM"
     with pytest.raises(PipelineError, match="symmetric activations only"):
         engine.check(
             build_spec(
@@ -165,10 +166,10 @@ def test_bias_correction_reaches_nncf_and_the_key(setting, fast, disabled, recor
         quant=QuantOptions(overflow_fix="first_layer", bias_correction=setting),
     )  # fmt: skip
     engine = OpenVINOEngine()
-    arguments = engine._nncf_arguments(Path("unused"), spec, [None])
+    arguments = nncf_arguments(spec.quant, [None], [])
     assert arguments["fast_bias_correction"] is fast
     assert arguments["advanced_parameters"].disable_bias_correction is disabled
-    assert engine.plan(spec)["quantization"]["bias_correction"] == recorded
+    assert engine.plan(spec).quantization["bias_correction"] == recorded
 
 
 def _per_tensor_drop(tiny_job_cfg, tmp_path, engine: str, budget: str) -> dict:

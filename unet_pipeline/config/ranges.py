@@ -1,4 +1,6 @@
-"""TODO."""
+"""Numeric settings no stage could honour, refused in one line naming the key and its valid range before any work
+(by the job, and by `preflight` before Hydra makes a dir).
+"""
 
 from __future__ import annotations
 

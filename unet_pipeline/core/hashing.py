@@ -1,4 +1,6 @@
-"""TODO."""
+"""Content hashes: of files (weights, images, artifacts), of key parts (cache keys, identities) and of arrays
+(integrity checks of cached inputs and teacher targets).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""Decoding and resizing: JPEG/PNG to RGB (truncated or broken files refused in one line), libjpeg's reduced
+decodes, binary masks from GIF palettes, and the resizes the preprocessing contract names.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO."""
+"""The model's preprocessing contract: how an image file becomes the engine's input (`Preprocessing`: resize and
+decode; `input_hw`: the input size; `to_model_input`: float32 NCHW in [0, 1] or raw uint8 NHWC).
+
+Inference, calibration and training inputs go through the same `read_pixels` + `to_model_input`, so int8 scales are
+computed on exactly what the engine later sees, and the weights see what they were trained on.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Carvana-layout datasets: listing, the car-disjoint split, calibration draw, decoding and preprocessing.
-
-Inference, calibration and training inputs go through the same `read_pixels` + `to_model_input` under the model's
-`Preprocessing`, so int8 scales are computed on exactly what the engine later sees, and the weights see what they were
-trained on."""
+"""Carvana-layout datasets: listing image/mask pairs, the car-disjoint evaluation split, and the calibration and
+validation draws from other cars.
+"""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path,
     eval_samples, calib_samples = selected.evaluation, selected.calibration
     plan = {
         "job": record.to_dict()["job"],
-        "engine": engine.plan(spec),
+        "engine": engine.plan(spec).to_dict(),
         "evaluation": {"num_images": len(eval_samples), "ids": [s.id for s in eval_samples]},
         "calibration": None
         if calib_samples is None

@@ -77,7 +77,7 @@ def engine_parts(
             "preprocessing": (prep or Preprocessing()).key(),  # the calibration images as the engine saw them
             # the engine's own quantizer settings as it maps ours (OpenVINO, ONNX Runtime; MagicMind's plan has
             # none under this name: its calibration settings above decide it)
-            "quantizer": plan.get("quantization"),
+            "quantizer": plan.quantization,
         }
     return {
         "stage": "engine",
@@ -87,7 +87,7 @@ def engine_parts(
         "settings": engine.settings(),
         "precision": spec.precision.mode,
         # what the engine compiles it as (OpenVINO: the inference precision, which can depend on the CPU)
-        "compile_config": plan.get("compile_config"),
+        "compile_config": plan.compile_config,
         "device": spec.device,
         "input": spec.artifact_identity(),
         "calibration": calibration,

@@ -3,7 +3,15 @@
 The interface (`Engine`, `Session`, `BuildSpec`) is all the deployment job sees; each engine (`openvino/`,
 `onnxruntime`, `pytorch`, `magicmind/`) is chosen by config (`_target_`) and imports its library only when used."""
 
-from unet_pipeline.engines.base import Capabilities, Engine, Session, Validator, budget_error, with_overflow_fix
+from unet_pipeline.engines.base import (
+    Capabilities,
+    Engine,
+    EnginePlan,
+    Session,
+    Validator,
+    budget_error,
+    with_overflow_fix,
+)
 from unet_pipeline.engines.spec import (
     BuildSpec,
     OverflowChoice,
@@ -18,6 +26,7 @@ __all__ = [
     "BuildSpec",
     "Capabilities",
     "Engine",
+    "EnginePlan",
     "OverflowChoice",
     "Precision",
     "QuantOptions",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -36,6 +36,36 @@ def with_overflow_fix(engine: Engine, spec: BuildSpec, isa: Int8Isa) -> tuple[Bu
         return spec, None
     choice = engine.overflow_fix(spec, isa)
     return replace(spec, quant=replace(spec.quant, overflow_fix=choice.setting)), choice
+
+
+@dataclass
+class EnginePlan:
+    """What an engine would build for a request. `compile_config` and `quantization` are part of the artifact's
+    cache key (how the engine compiles the float part, and its quantizer's settings as it maps ours: a changed
+    mapping of `default` is a miss); `details` is what else the engine says (MagicMind's builder configuration,
+    ONNX Runtime's providers), shown in plan.json only."""
+
+    engine: str
+    settings: dict[str, Any]
+    export_format: str
+    input_shape: list[Any]
+    input_format: str
+    precision: str
+    compile_config: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """plan.json's `engine` section: the common keys, then what this engine adds."""
+        fields = asdict(self)
+        details = fields.pop("details")
+        plan = {key: value for key, value in fields.items() if key not in ("compile_config", "quantization")}
+        if self.compile_config is not None:
+            plan["compile_config"] = self.compile_config
+        plan.update(details)
+        if self.quantization is not None:
+            plan["quantization"] = self.quantization
+        return plan
 
 
 @dataclass(frozen=True)
@@ -98,17 +128,18 @@ class Engine(ABC):
         """The engine options as configured (recorded in result.json)."""
         return {}
 
-    def plan(self, spec: BuildSpec) -> dict[str, Any]:
-        """What `build` would do for this request, without doing it (written by `dry_run=true`)."""
+    def plan(self, spec: BuildSpec) -> EnginePlan:
+        """What `build` would do for this request, without doing it (plan.json of `dry_run=true`, and the parts of
+        the artifact's cache key the engine derives); engines add their compile settings and quantizer."""
         low, high = spec.batch_dims
-        return {
-            "engine": self.name,
-            "settings": self.settings(),
-            "export_format": self.capabilities.export_format,
-            "input_shape": [f"{low}..{high}" if low != high else low, *spec.input_shape(1)[1:]],
-            "input_format": spec.input_format,
-            "precision": spec.precision.mode,
-        }
+        return EnginePlan(
+            engine=self.name,
+            settings=self.settings(),
+            export_format=self.capabilities.export_format,
+            input_shape=[f"{low}..{high}" if low != high else low, *spec.input_shape(1)[1:]],
+            input_format=spec.input_format,
+            precision=spec.precision.mode,
+        )
 
     def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float) -> tuple[list[str], Any] | None:
         """(command, output parser) of the engine vendor's own benchmark tool on this artifact, if it has one."""

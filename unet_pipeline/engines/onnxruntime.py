@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from unet_pipeline.core import Int8Isa, PipelineError
-from unet_pipeline.engines.base import Capabilities, Engine, Session
+from unet_pipeline.engines.base import Capabilities, Engine, EnginePlan, Session
 from unet_pipeline.engines.spec import BuildSpec, OverflowChoice, cyclic_batch, resolve_layers, resolved_overflow_fix
 
 MODEL, META = "model.onnx", "build.json"
@@ -133,12 +133,12 @@ class OnnxRuntimeEngine(Engine):
             return OverflowChoice("enable", f"reduce_range=True (7-bit weights): {isa.describe()}")
         return OverflowChoice("disable", f"reduce_range=False (8-bit weights): {isa.describe()}")
 
-    def plan(self, spec: BuildSpec) -> dict[str, Any]:
+    def plan(self, spec: BuildSpec) -> EnginePlan:
         plan = super().plan(spec)
-        plan["providers"] = [_PROVIDERS[spec.device]]
+        plan.details["providers"] = [_PROVIDERS[spec.device]]
         if spec.precision.quant_bits == 8:
             batch = spec.build_batch
-            plan["quantization"] = {
+            plan.quantization = {
                 "tool": "onnxruntime.quantization.quantize_static",
                 "quant_format": "QDQ",
                 **self._quantize_options(spec),

@@ -1,4 +1,8 @@
-"""TODO."""
+"""What an engine is asked to build: `BuildSpec` (precision, shape, batch, input), `Precision` (MagicMind's modes
+split into int bits and float type) and `QuantOptions` (the engine-facing calibration settings).
+
+Everything here is plain data, so a plan, a cache key and a test can be made from it without any engine library.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""milesial-format checkpoints: a state_dict with `mask_values`, read without running pickled code, loaded into
+the configured UNet with a one-line error on any mismatch, and saved atomically (loadable by milesial's predict.py).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""The graph a deployment exports: the UNet with its input padded to `model.align` (cropped back after), and, for
+`model.input_format=uint8_nhwc`, raw pixels in with /255 and the layout change folded into the model.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""milesial/Pytorch-UNet architecture and milesial-format checkpoint loading.
+"""milesial/Pytorch-UNet's architecture.
 
 Module and parameter names match milesial's `unet/unet_parts.py` exactly, so its released checkpoints
 (`unet_carvana_scale0.5_epoch2.pth`) load unchanged and ours load in its code. `base_width` generalises
-the hard-coded 64 for compact variants."""
+the hard-coded 64 for compact variants.
+"""
 
 from __future__ import annotations
 

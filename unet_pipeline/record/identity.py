@@ -1,4 +1,6 @@
-"""TODO."""
+"""A job's identity: the hash of its resolved config minus run-time switches, plus its weights' content. Resume
+skips a job whose directory holds a completed record of the same identity.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""Records read back from disk: one per job directory under a run or sweep, or a row saying why there is none
+(killed, still running, unreadable), so a table never silently drops a job.
+"""
 
 from __future__ import annotations
 

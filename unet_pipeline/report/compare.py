@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from unet_pipeline.core import write_atomic
+from unet_pipeline.report.columns import Col
 
 PER_IMAGE = "per_image.csv"
 COMPARISON_FILE, FLIPS_DIR = "per_image_vs_fp32.csv", "flips"
@@ -29,11 +30,11 @@ def per_image_deltas(root: Path, frame: pd.DataFrame, reference) -> pd.DataFrame
     """One row per (job, image) of every completed non-fp32 job that has an fp32 reference: Dice, fp32 Dice, Δ
     (and at full resolution, where both jobs measured it)."""
     parts = []
-    for _, row in frame[frame["status"] == "completed"].iterrows():
+    for _, row in frame[frame[Col.STATUS] == "completed"].iterrows():
         ref = reference(row)
-        if ref is None or ref["job_dir"] == row["job_dir"]:
+        if ref is None or ref[Col.JOB_DIR] == row[Col.JOB_DIR]:
             continue
-        ours, theirs = _per_image(root, row["job_dir"]), _per_image(root, ref["job_dir"])
+        ours, theirs = _per_image(root, row[Col.JOB_DIR]), _per_image(root, ref[Col.JOB_DIR])
         if ours is None or theirs is None:
             continue
         full = "dice_full" in ours and "dice_full" in theirs
@@ -42,9 +43,9 @@ def per_image_deltas(root: Path, frame: pd.DataFrame, reference) -> pd.DataFrame
         merged["delta"] = merged["dice"] - merged["dice_fp32"]
         if full:
             merged["delta_full"] = merged["dice_full"] - merged["dice_full_fp32"]
-        merged.insert(0, "fp32_job", ref["job_dir"])
-        merged.insert(0, "precision", row["job.precision"])
-        merged.insert(0, "job", row["job_dir"])
+        merged.insert(0, "fp32_job", ref[Col.JOB_DIR])
+        merged.insert(0, "precision", row[Col.PRECISION])
+        merged.insert(0, "job", row[Col.JOB_DIR])
         parts.append(merged)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -119,8 +120,8 @@ def gallery_section(root: Path, frame: pd.DataFrame) -> str:
         overlays = row[column]
         if not isinstance(overlays, list) or not overlays:
             continue
-        prefix = "" if row["job_dir"] == root.name else f"{row['job_dir']}/"
-        text += f"\n### {row['job_dir']}: {row['job.engine']} {row['job.precision']} batch {row['job.batch']}\n\n"
+        prefix = "" if row[Col.JOB_DIR] == root.name else f"{row[Col.JOB_DIR]}/"
+        text += f"\n### {row[Col.JOB_DIR]}: {row[Col.ENGINE]} {row[Col.PRECISION]} batch {row[Col.BATCH]}\n\n"
         text += "\n".join(
             f'<img src="{prefix}{o["path"]}" width="320" alt="{o["id"]} Dice {o["dice"]:.4f}">' for o in overlays
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from unet_pipeline.report.columns import Col
 from unet_pipeline.report.tracking_fields import (
     job_metrics,
     job_params,
@@ -167,21 +168,21 @@ class Tracker:
         if parent is not None:
             tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(
-            self.experiment_id, run_name=run_name(row, job_dir), start_time=_millis(row.get("started_at")), tags=tags
+            self.experiment_id, run_name=run_name(row, job_dir), start_time=_millis(row.get(Col.STARTED_AT)), tags=tags
         )
         run_id = run.info.run_id
         self.log_values(run_id, row, params=True)
         if self.target.artifacts:
             self._job_artifacts(run_id, job_dir)
-        end = _millis(row.get("finished_at"))
-        self.client.set_terminated(run_id, status=STATUS.get(str(row.get("status")), "KILLED"), end_time=end)
+        end = _millis(row.get(Col.FINISHED_AT))
+        self.client.set_terminated(run_id, status=STATUS.get(str(row.get(Col.STATUS)), "KILLED"), end_time=end)
         return run_id, True
 
     def log_values(self, run_id: str, row: Mapping[str, Any], params: bool = False) -> None:
         """Metrics (and, the first time, params) of one row; the same row logged again adds nothing."""
         from mlflow.entities import Metric, Param, RunTag
 
-        stamp = _millis(row.get("finished_at")) or 0
+        stamp = _millis(row.get(Col.FINISHED_AT)) or 0
         metrics = [Metric(k, v, stamp, 0) for k, v in job_metrics(row).items()]
         tags = [RunTag(k, v) for k, v in sweep_tags(row).items()]
         values = [Param(k, v) for k, v in job_params(row).items()] if params else []
@@ -202,11 +203,11 @@ class Tracker:
         """The sweep's counts, command-line overrides, machines, tables and plots; then it ends."""
         from mlflow.entities import Metric, RunTag
 
-        completed = int(frame["status"].isin(("completed", "planned")).sum())
+        completed = int(frame[Col.STATUS].isin(("completed", "planned")).sum())
         now = int(dt.datetime.now().timestamp() * 1000)
         counts = {"jobs": len(frame), "jobs_completed": completed, "jobs_not_completed": len(frame) - completed}
         tags = {"overrides": " ".join(hydra_select(sweep_dir, "hydra.overrides.task") or [])}
-        machines = sorted({machine(row) for row in frame_rows(frame) if row.get("machine.cpu_model")})
+        machines = sorted({machine(row) for row in frame_rows(frame) if row.get(Col.CPU_MODEL)})
         if machines:
             tags["machine"] = "; ".join(machines)
         metrics = [Metric(k, v, now, 0) for k, v in counts.items()]

@@ -14,19 +14,20 @@ from pathlib import Path
 import pandas as pd
 
 from unet_pipeline.core import isa
+from unet_pipeline.report.columns import Col
 from unet_pipeline.report.warnings import warnings
 
 WIDTH = 100
 # (label, frame column): what a job ran; a column in the table where jobs differ, else on the `ran:` line
 _AXES = (
-    ("model", "job.model"),
-    ("engine", "job.engine"),
-    ("precision", "job.precision"),
-    ("batch", "job.batch"),
-    ("shape", "shape"),
-    ("input", "input"),
-    ("images", "metrics.num_images"),
-    ("on", "hardware"),
+    ("model", Col.MODEL),
+    ("engine", Col.ENGINE),
+    ("precision", Col.PRECISION),
+    ("batch", Col.BATCH),
+    ("shape", Col.SHAPE),
+    ("input", Col.INPUT),
+    ("images", Col.NUM_IMAGES),
+    ("on", Col.HARDWARE),
 )
 _AXIS_OVERRIDES = {"model", "engine", "precision", "batch", "shape", "device"}  # already shown as an axis
 _NOT_WHAT_RAN = ("hydra", "progress", "force", "cache")  # where and how a job ran, not what it measured
@@ -45,20 +46,20 @@ def _number(value: object) -> str:
 
 def _hardware(row: pd.Series) -> str:
     """The GPU where one was used, else the CPU and its int8 class, e.g. 'AMD EPYC (avx2)'."""
-    gpu = row.get("machine.gpu")
+    gpu = row.get(Col.GPU)
     if isinstance(gpu, str):
         return gpu
-    flags = row.get("machine.cpu_flags")
-    arch = re.search(r"(x86_64|amd64|aarch64|arm64|ppc64le|s390x)", str(row.get("machine.platform") or ""))
+    flags = row.get(Col.CPU_FLAGS)
+    arch = re.search(r"(x86_64|amd64|aarch64|arm64|ppc64le|s390x)", str(row.get(Col.PLATFORM) or ""))
     kind = isa.classify(flags if isinstance(flags, list) else [], arch.group(1) if arch else None).kind
-    return f"{row.get('machine.cpu_model') or 'unknown CPU'} ({kind})"
+    return f"{row.get(Col.CPU_MODEL) or 'unknown CPU'} ({kind})"
 
 
 def _engines(frame: pd.DataFrame) -> str:
     """'openvino 2026.4.1', or every engine with its version where a sweep ran several."""
     pairs = dict.fromkeys(
         f"{n} {v}" if isinstance(v, str) else str(n)
-        for n, v in zip(frame["job.engine"], frame["job.engine_version"], strict=True)
+        for n, v in zip(frame[Col.ENGINE], frame[Col.ENGINE_VERSION], strict=True)
         if isinstance(n, str)
     )
     return ", ".join(pairs)
@@ -68,7 +69,7 @@ def _override_columns(frame: pd.DataFrame) -> dict[str, list[str]]:
     """The command-line overrides whose value differs between jobs and that no axis shows (recipe=..., ...): one
     column each, headed by the key's last part where that is unambiguous; '-' for a job that did not set it."""
     per_job = []
-    for overrides in frame["job.overrides"]:
+    for overrides in frame[Col.OVERRIDES]:
         pairs = (o.split("=", 1) for o in (overrides if isinstance(overrides, list) else []) if "=" in o)
         keys = ((k.lstrip("+~"), v) for k, v in pairs)
         per_job.append({k: v for k, v in keys if k not in _AXIS_OVERRIDES and k.split(".")[0] not in _NOT_WHAT_RAN})
@@ -82,10 +83,10 @@ def _override_columns(frame: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def _calls(row: pd.Series) -> str:
-    calls = row.get("benchmark.engine.iterations")
+    calls = row.get(Col.ENGINE_CALLS)
     if not isinstance(calls, int | float) or pd.isna(calls):
         return "-"
-    return f"{int(calls)} cap" if row.get("benchmark.engine.capped") is True else str(int(calls))
+    return f"{int(calls)} cap" if row.get(Col.ENGINE_CAPPED) is True else str(int(calls))
 
 
 def _shorten(rows: list[list[str]], column: int, width: int, keep_end: bool) -> None:
@@ -100,15 +101,15 @@ _MARK = "*"  # on a Δ whose paired 95 % interval excludes 0
 
 
 def _figures(row: pd.Series) -> list[str]:
-    delta = row.get("dice_delta_vs_fp32")
+    delta = row.get(Col.DICE_DELTA)
     return [
-        f"{row['metrics.dice']:.4f}" if pd.notna(row.get("metrics.dice")) else "-",
-        f"{delta:+.5f}{_MARK if row.get('dice_delta_distinguishable') is True else ' '}" if pd.notna(delta) else "-",
-        f"{row['metrics.dice_full']:.4f}" if pd.notna(row.get("metrics.dice_full")) else "-",
-        _number(row.get("benchmark.engine.throughput_ips")),
-        _number(row.get("benchmark.end_to_end.throughput_ips")),
-        _number(row.get("benchmark.engine.latency_ms.p50")),
-        _number(row.get("benchmark.engine.latency_ms.p99")),
+        f"{row[Col.DICE]:.4f}" if pd.notna(row.get(Col.DICE)) else "-",
+        f"{delta:+.5f}{_MARK if row.get(Col.DICE_DELTA_DISTINGUISHABLE) is True else ' '}" if pd.notna(delta) else "-",
+        f"{row[Col.DICE_FULL]:.4f}" if pd.notna(row.get(Col.DICE_FULL)) else "-",
+        _number(row.get(Col.ENGINE_IPS)),
+        _number(row.get(Col.E2E_IPS)),
+        _number(row.get(Col.P50_MS)),
+        _number(row.get(Col.P99_MS)),
         _calls(row),
     ]
 
@@ -117,16 +118,16 @@ def _table(frame: pd.DataFrame, varying: list[tuple[str, str]], width: int) -> s
     """One line per job: the job, what differs between jobs, the figures; status only where not all completed."""
     several = len(frame) > 1
     overrides = _override_columns(frame)
-    with_status = not frame["status"].eq("completed").all() or not several
+    with_status = not frame[Col.STATUS].eq("completed").all() or not several
     headers = ["job"] if several else []
     headers += [label for label, _ in varying] + list(overrides)
     text_columns = len(headers)
     headers += [*_FIGURES, *(["status"] if with_status else [])]
     rows = []
     for index, (_, row) in enumerate(frame.iterrows()):
-        cells = [str(row["job_dir"])] if several else []
+        cells = [str(row[Col.JOB_DIR])] if several else []
         cells += [str(row[key]) for _, key in varying] + [values[index] for values in overrides.values()]
-        rows.append(cells + _figures(row) + ([str(row.get("status"))] if with_status else []))
+        rows.append(cells + _figures(row) + ([str(row.get(Col.STATUS))] if with_status else []))
     # too wide: shorten the job names first (keeping their ends), then the widest of what ran (its header too),
     # to 8 characters, then to 4: in a 100-column terminal a shortened cell beats a wrapped table
     table = [headers, *rows]
@@ -182,7 +183,7 @@ def _ran_line(frame: pd.DataFrame, shared: list[tuple[str, str]], width: int) ->
 def _notes(frame: pd.DataFrame, width: int) -> list[str]:
     """Each job's notes (not warnings or errors: those go to stderr), folded to the width."""
     lines = []
-    for job, notes in zip(frame["job_dir"], frame["notes"], strict=True):
+    for job, notes in zip(frame[Col.JOB_DIR], frame[Col.NOTES], strict=True):
         for note in notes if isinstance(notes, list) else []:
             prefix = f"{job}: " if len(frame) > 1 else ""
             lines.append(textwrap.fill(note, width, initial_indent=f"note: {prefix}", subsequent_indent="  "))
@@ -192,16 +193,16 @@ def _notes(frame: pd.DataFrame, width: int) -> list[str]:
 def summary(frame: pd.DataFrame, root: Path, width: int = WIDTH) -> str:
     """The run's or the sweep's summary, every line at most `width` characters (paths excepted)."""
     frame = frame.copy()
-    frame["hardware"] = frame.apply(_hardware, axis=1)
+    frame[Col.HARDWARE] = frame.apply(_hardware, axis=1)
     for _, key in _AXES:
         frame[key] = frame[key].astype(object).where(frame[key].notna(), "-")
     varying = [(label, key) for label, key in _AXES if frame[key].astype(str).nunique() > 1]
     shared = [(label, key) for label, key in _AXES if (label, key) not in varying and frame.iloc[0][key] != "-"]
     lines = [_ran_line(frame, shared, width), "", _table(frame, varying, width), ""]
     lines += _notes(frame, width)
-    if frame.get("dice_delta_distinguishable", pd.Series(dtype=object)).notna().any():
+    if frame.get(Col.DICE_DELTA_DISTINGUISHABLE, pd.Series(dtype=object)).notna().any():
         lines.append(f"Δ fp32: mean per-image difference; {_MARK}: its paired 95 % interval excludes 0 (results.md)")
-    done = int(frame["status"].eq("completed").sum())
+    done = int(frame[Col.STATUS].eq("completed").sum())
     if len(frame) > 1:
         left = len(frame) - done
         lines.append(

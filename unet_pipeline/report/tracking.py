@@ -19,6 +19,7 @@ import pandas as pd
 
 from unet_pipeline.core import one_line, write_json
 from unet_pipeline.record import RESULT_FILE
+from unet_pipeline.report.columns import Col
 from unet_pipeline.report.mlflow_runs import (
     INSTALL_HINT,
     SWEEP_ARTIFACTS,
@@ -48,7 +49,7 @@ def target_for_dir(root: Path, frame: pd.DataFrame, uri: str | None, experiment:
     if not installed():
         return None
     recorded = _recorded_logger(root)
-    models = [m for m in frame.get("job.model", []) if isinstance(m, str)]
+    models = [m for m in frame.get(Col.MODEL, []) if isinstance(m, str)]
     return Target(
         uri=uri or recorded.get("tracking_uri") or default_uri(),
         experiment=experiment
@@ -89,8 +90,8 @@ def _note_on_record(job_dir: Path, note: str) -> None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    notes = [n for n in record.get("notes") or [] if not str(n).startswith("not tracked:")]
-    record["notes"] = [*notes, note]
+    notes = [n for n in record.get(Col.NOTES) or [] if not str(n).startswith("not tracked:")]
+    record[Col.NOTES] = [*notes, note]
     write_json(path, record)
 
 
@@ -141,7 +142,7 @@ def track_sweep(target: Target, sweep_dir: Path, frame: pd.DataFrame) -> str | N
             parent = None if single else tracker.sweep_run(sweep_dir)
             created = 0
             for row in frame_rows(frame):
-                job_dir = sweep_dir if single else sweep_dir / str(row["job_dir"])
+                job_dir = sweep_dir if single else sweep_dir / str(row[Col.JOB_DIR])
                 if not (job_dir / RESULT_FILE).is_file():
                     continue
                 run_id, new = tracker.job_run(row, job_dir, parent)

@@ -9,30 +9,31 @@ from pathlib import Path
 from typing import Any
 
 from unet_pipeline.core import content_key
+from unet_pipeline.report.columns import Col
 
 # (param name, results-frame column): what the job asked for, its identity in a comparison across sweeps
 PARAMS = (
-    ("model", "job.model"), ("checkpoint", "job.checkpoint"), ("checkpoint_sha256", "job.checkpoint_sha256"),
-    ("precision", "job.precision"), ("batch", "job.batch"), ("shape", "shape"), ("input", "input"),
-    ("engine", "job.engine"), ("engine_version", "job.engine_version"), ("device", "job.device"),
-    ("calibration", "calibration"), ("resize", "job.resize"), ("decode", "job.decode"), ("align", "job.align"),
-    ("input_format", "job.input_format"), ("workers", "job.workers"), ("prefetch_batches", "job.prefetch_batches"),
-    ("data_root", "data.root"), ("data_split", "data.split"), ("images", "metrics.num_images"),
+    ("model", Col.MODEL), ("checkpoint", Col.CHECKPOINT), ("checkpoint_sha256", Col.CHECKPOINT_SHA256),
+    ("precision", Col.PRECISION), ("batch", Col.BATCH), ("shape", Col.SHAPE), ("input", Col.INPUT),
+    ("engine", Col.ENGINE), ("engine_version", Col.ENGINE_VERSION), ("device", Col.DEVICE),
+    ("calibration", Col.CALIBRATION), ("resize", Col.RESIZE), ("decode", Col.DECODE), ("align", Col.ALIGN),
+    ("input_format", Col.INPUT_FORMAT), ("workers", Col.WORKERS), ("prefetch_batches", Col.PREFETCH_BATCHES),
+    ("data_root", Col.DATA_ROOT), ("data_split", Col.DATA_SPLIT), ("images", Col.NUM_IMAGES),
 )  # fmt: skip
 # metrics: every finite number under these column prefixes, plus the sweep's comparisons against fp32
 METRIC_PREFIXES = ("metrics.", "timings.", "benchmark.engine.", "benchmark.engine_async.", "benchmark.end_to_end.")
 METRIC_SKIP = ("batch", "requests", "images", "iterations", "warmup.", "budget.", "seconds")
 SWEEP_METRICS = (
-    "dice_delta_vs_fp32", "dice_delta_ci_low", "dice_delta_ci_high", "worst_image_delta_vs_fp32",
+    Col.DICE_DELTA, "dice_delta_ci_low", "dice_delta_ci_high", "worst_image_delta_vs_fp32",
     "dice_full_delta_vs_fp32", "dice_full_delta_ci_low", "dice_full_delta_ci_high", "worst_image_full_delta_vs_fp32",
-    "speedup_vs_fp32", "compiled.quantized_layer_share",
+    Col.SPEEDUP, Col.INT8_SHARE,
 )  # fmt: skip
-SWEEP_TAGS = ("dice_delta_distinguishable", "dice_full_delta_distinguishable", "warning", "compiled_as")
+SWEEP_TAGS = (Col.DICE_DELTA_DISTINGUISHABLE, Col.DICE_FULL_DELTA_DISTINGUISHABLE, Col.WARNING, Col.COMPILED_AS)
 
 
 def record_uid(row: Mapping[str, Any]) -> str:
     """One attempt of one job: the same record read twice (resume, a second --log) gives the same uid."""
-    parts = {k: plain(row.get(k)) for k in ("identity", "process.host", "process.pid", "started_at")}
+    parts = {k: plain(row.get(k)) for k in (Col.IDENTITY, Col.HOST, Col.PID, Col.STARTED_AT)}
     return content_key(parts)
 
 
@@ -51,7 +52,7 @@ def missing(value: Any) -> bool:
 
 def run_name(row: Mapping[str, Any], job_dir: Path) -> str:
     """e.g. '3: qint8_mixed_float32 b4 openvino'."""
-    parts = [row.get("job.precision"), f"b{plain(row.get('job.batch'))}", row.get("job.engine")]
+    parts = [row.get(Col.PRECISION), f"b{plain(row.get(Col.BATCH))}", row.get(Col.ENGINE)]
     return f"{job_dir.name}: " + " ".join(str(p) for p in parts if not missing(p))
 
 
@@ -62,7 +63,7 @@ def _text(value: Any, limit: int) -> str:
 
 def job_params(row: Mapping[str, Any]) -> dict[str, str]:
     params = {name: _text(row.get(column), 500) for name, column in PARAMS if not missing(row.get(column))}
-    overrides = row.get("job.overrides")
+    overrides = row.get(Col.OVERRIDES)
     if isinstance(overrides, list):
         params["overrides"] = _text(overrides, 6000)
     return params
@@ -84,24 +85,24 @@ def job_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 def machine(row: Mapping[str, Any]) -> str:
     """e.g. 'AMD EPYC (avx2, f16c, fma) · 2 cores · host vm'."""
-    flags = row.get("machine.cpu_flags")
-    cpu = f"{row.get('machine.cpu_model')} ({', '.join(flags) if isinstance(flags, list) else '-'})"
-    return f"{cpu} · {plain(row.get('machine.cpu_count'))} cores · host {row.get('process.host')}"
+    flags = row.get(Col.CPU_FLAGS)
+    cpu = f"{row.get(Col.CPU_MODEL)} ({', '.join(flags) if isinstance(flags, list) else '-'})"
+    return f"{cpu} · {plain(row.get(Col.CPU_COUNT))} cores · host {row.get(Col.HOST)}"
 
 
 def job_tags(row: Mapping[str, Any], job_dir: Path) -> dict[str, str]:
     """Status, error, machine, engine version and where the record lives, for filtering in the UI."""
     tags = {
-        "status": str(row.get("status")),
+        "status": str(row.get(Col.STATUS)),
         "machine": machine(row),
-        "engine_version": str(row.get("job.engine_version")),
+        "engine_version": str(row.get(Col.ENGINE_VERSION)),
         "job_dir": str(job_dir.resolve()),
-        "identity": str(row.get("identity")),
+        "identity": str(row.get(Col.IDENTITY)),
     }
-    if row.get("remarks"):
-        tags["mlflow.note.content"] = _text(row["remarks"], 5000)  # the run's description in the UI
-    if not missing(row.get("error")):
-        tags["error"] = _text(row.get("error"), 5000)
+    if row.get(Col.REMARKS):
+        tags["mlflow.note.content"] = _text(row[Col.REMARKS], 5000)  # the run's description in the UI
+    if not missing(row.get(Col.ERROR)):
+        tags["error"] = _text(row.get(Col.ERROR), 5000)
     return {**tags, **sweep_tags(row)}
 
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""Training material: the three-way car split (evaluation cars never seen, validation cars apart from training
+cars), the decoded arrays, and each step's batch (random crops, colour jitter, soft targets alongside).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""`python -m unet_pipeline.train [overrides]`: train the UNet on a Carvana-layout dataset.
+"""The training loop behind `python -m unet_pipeline.train`.
 
 milesial's recipe (cross-entropy + Dice loss, mixed precision, validation Dice every epoch, best
 checkpoint kept) with AdamW + one-cycle LR. Cars are split three ways by the same stable hash the
 pipeline uses: the pipeline's evaluation cars are never seen here, training-validation cars (for picking
 the best epoch) are disjoint from training cars. Checkpoints are milesial format (state_dict +
-`mask_values`); `last.pth` also carries optimizer and scheduler state for resuming."""
+`mask_values`); `last.pth` also carries optimizer and scheduler state for resuming.
+"""
 
 from __future__ import annotations
 

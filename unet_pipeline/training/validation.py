@@ -1,9 +1,10 @@
-"""`python -m unet_pipeline.validate [train overrides] model.checkpoint=<weights>`: the validation Dice that
-`train` would record for any weights, on the same training-validation cars.
+"""Validation Dice: what picks a training run's best epoch, and what `python -m unet_pipeline.validate` reports
+for any weights on the same training-validation cars.
 
 Why: runs are compared (and a bundled model picked) on cars that neither trained them nor are evaluated by the
 pipeline; this scores weights from elsewhere (a soup, another run, a bundled file) the same way, without
-training. Writes validate.json (checkpoint, its SHA-256, Dice, per-image Dice) into its run dir."""
+training.
+"""
 
 from __future__ import annotations
 

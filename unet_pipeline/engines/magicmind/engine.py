@@ -9,15 +9,14 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from unet_pipeline.core import PipelineError
-from unet_pipeline.engines.base import Capabilities, Engine, Session
+from unet_pipeline.core import PipelineError, package_version
+from unet_pipeline.engines.base import Capabilities, Engine, EnginePlan, Session
 from unet_pipeline.engines.magicmind.plan import (
     PREFERENCES,
     QUANT_ALGORITHMS,
@@ -165,21 +164,19 @@ class MagicMindEngine(Engine):
         )
 
     def version(self) -> str:
-        try:
-            return metadata.version("magicmind")
-        except metadata.PackageNotFoundError:
-            return "not installed"
+        return package_version("magicmind") or "not installed"
 
     def settings(self) -> dict[str, Any]:
         settings = {k: v for k, v in vars(self.settings_).items() if k != "user_json"}
         return {**settings, "cluster_num": list(self.settings_.cluster_num), "user_json": self.user_json_path}
 
-    def plan(self, spec: BuildSpec) -> dict[str, Any]:
-        return {
-            **super().plan(spec),
-            **build_plan(spec, self.settings_),
-            "mm_run": mm_run_command(Path(MODEL), spec.batch, self.settings_.device_id),
-        }
+    def plan(self, spec: BuildSpec) -> EnginePlan:
+        """The common plan, MagicMind's builder configuration and calibration (its cache key takes them from the
+        calibration settings, as MagicMind has no quantizer settings of its own to map), and mm_run's command."""
+        plan = super().plan(spec)
+        plan.details.update(build_plan(spec, self.settings_))
+        plan.details["mm_run"] = mm_run_command(Path(MODEL), spec.batch, self.settings_.device_id)
+        return plan
 
     def check(self, spec: BuildSpec) -> None:
         super().check(spec)

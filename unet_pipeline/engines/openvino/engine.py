@@ -7,27 +7,24 @@ for inspection."""
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unet_pipeline.core import Int8Isa, PipelineError, cpu_flags, slow_float16
-from unet_pipeline.engines.base import Capabilities, Engine, Session, budget_error
-from unet_pipeline.engines.openvino.benchmark_app import parse_benchmark_app
+from unet_pipeline.core import Int8Isa, cpu_flags, slow_float16
+from unet_pipeline.engines.base import Capabilities, Engine, EnginePlan, Session
+from unet_pipeline.engines.openvino.benchmark_app import benchmark_app_command, parse_benchmark_app
 from unet_pipeline.engines.openvino.quantizer import (
-    _BIAS_CORRECTIONS,
-    _GRAPH_COMPUTE_OPS,
-    _OVERFLOW_FIXES,
-    _RANGE_ESTIMATORS,
-    _estimator_name,
-    _preset_name,
-    _range_estimator,
-    quantized_inputs,
+    GRAPH_COMPUTE_OPS,
+    OVERFLOW_FIXES,
+    RANGE_ESTIMATORS,
+    quantization_plan,
+    quantize,
+    quantize_within_drop,
 )
 from unet_pipeline.engines.openvino.session import OpenVINOSession
-from unet_pipeline.engines.spec import BuildSpec, OverflowChoice, resolve_layers, resolved_overflow_fix
+from unet_pipeline.engines.spec import BuildSpec, OverflowChoice
 
 # MagicMind float type -> OpenVINO inference precision hint, and the CPU capability that runs it natively.
 _HINTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
@@ -49,10 +46,10 @@ class OpenVINOEngine(Engine):
         shapes=("static", "dynamic"),
         devices=("cpu",),
         export_format="openvino_ir",
-        calibration_methods=(*_RANGE_ESTIMATORS, "percentile"),
+        calibration_methods=(*RANGE_ESTIMATORS, "percentile"),
         keep_float=True,
         native_accuracy_control=True,
-        overflow_fixes=("auto", *_OVERFLOW_FIXES),
+        overflow_fixes=("auto", *OVERFLOW_FIXES),
         bias_corrections=("default", "fast", "full", "none"),
     )
 
@@ -122,28 +119,16 @@ class OpenVINOEngine(Engine):
             return OverflowChoice("enable", f"nncf OverflowFix.ENABLE (7-bit weights in every layer): {isa.describe()}")
         return OverflowChoice("first_layer", f"nncf OverflowFix.FIRST_LAYER (its default): {isa.describe()}")
 
-    def plan(self, spec: BuildSpec) -> dict[str, Any]:
+    def plan(self, spec: BuildSpec) -> EnginePlan:
         plan = super().plan(spec)
-        plan["compile_config"] = self._compile_config(self.float_type(spec))
+        plan.compile_config = self._compile_config(self.float_type(spec))
         if spec.precision.quant_bits == 8:
-            quant = spec.quant
-            plan["quantization"] = {
-                "tool": "nncf.quantize" if quant.max_dice_drop is None else "nncf.quantize_with_accuracy_control",
-                "nncf_version": metadata.version("nncf"),  # the quantizer's version: part of the artifact key
-                "calibration_batch_shape": [1, *spec.input_shape(1)[1:]],
-                "activation_range_estimator": _estimator_name(quant),
-                "weights_per_channel": quant.weights == "per_channel",
-                "preset": _preset_name(quant.activations),
-                "overflow_fix": _OVERFLOW_FIXES[resolved_overflow_fix(quant)],
-                "bias_correction": _BIAS_CORRECTIONS[quant.bias_correction],
-                "ignored_scope": list(quant.keep_float),
-                "max_dice_drop": quant.max_dice_drop,
-            }
+            plan.quantization = quantization_plan(spec)
         return plan
 
     def compute_layers(self, graph: Path, spec: BuildSpec) -> list[str]:
         model = self._core.read_model(str(graph))
-        return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _GRAPH_COMPUTE_OPS]
+        return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in GRAPH_COMPUTE_OPS]
 
     def _compile_config(self, float_type: str) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -156,43 +141,6 @@ class OpenVINOEngine(Engine):
             config["NUM_STREAMS"] = int(self.num_streams)
         return config
 
-    def _nncf_arguments(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray]) -> dict[str, Any]:
-        """nncf.quantize's arguments for `spec.quant`, on single-image batches whatever batch the artifact has.
-
-        Calibrating at batch 1 makes the statistics independent of the configured batch; the graph is
-        reshaped back afterwards.
-        """
-        import nncf
-        from nncf.quantization.advanced_parameters import (
-            AdvancedQuantizationParameters,
-            OverflowFix,
-            QuantizationParameters,
-        )
-
-        if not calibration:
-            raise PipelineError("int8 needs calibration images: set calibration.num_samples > 0")
-        quant = spec.quant
-        advanced = AdvancedQuantizationParameters(
-            activations_range_estimator_params=_range_estimator(quant),
-            overflow_fix=getattr(OverflowFix, _OVERFLOW_FIXES[resolved_overflow_fix(quant)]),
-        )
-        if quant.weights == "per_tensor":
-            advanced.weights_quantization_params = QuantizationParameters(per_channel=False)
-        advanced.disable_bias_correction = quant.bias_correction == "none"
-        arguments: dict[str, Any] = {
-            "calibration_dataset": nncf.Dataset(calibration, lambda image: image[None]),
-            "subset_size": len(calibration),
-            "advanced_parameters": advanced,  # quantize_with_accuracy_control: advanced_quantization_parameters
-            "fast_bias_correction": quant.bias_correction != "full",
-        }
-        preset = _preset_name(quant.activations)
-        if preset:
-            arguments["preset"] = getattr(nncf.QuantizationPreset, preset.upper())
-        if quant.keep_float:
-            names = resolve_layers(self.compute_layers(graph, spec), quant.keep_float)
-            arguments["ignored_scope"] = nncf.IgnoredScope(names=names)
-        return arguments
-
     def _read_dynamic_batch(self, graph: Path):
         """The exported model with a free batch dimension (for calibration and validation), and its own shape."""
         model = self._core.read_model(str(graph))
@@ -200,76 +148,25 @@ class OpenVINOEngine(Engine):
         model.reshape([-1, *[d.get_length() for d in list(shape)[1:]]])
         return model, shape
 
-    def _quantize(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray]):
-        import nncf
-
-        model, shape = self._read_dynamic_batch(graph)
-        quantized = nncf.quantize(model, **self._nncf_arguments(graph, spec, calibration))
-        quantized.reshape(shape)
-        return quantized
-
     def build_within_drop(self, graph, spec, calibration, validation, out_dir):
-        """Plain NNCF int8 if it is already within `max_dice_drop` on the validation images, else NNCF's
-        accuracy control, which reverts the layers that cost the most Dice to float, one at a time."""
-        import nncf
+        """The int8 model within `calibration.max_dice_drop` (quantizer.quantize_within_drop), every candidate
+        scored as it will run."""
+        candidate_config = self._compile_config(self.float_type(spec))
 
-        budget = spec.quant.max_dice_drop
-
-        candidate_config = self._compile_config(self.float_type(spec))  # every candidate as it will run
-
-        def dice_of(model, config: dict[str, Any] = candidate_config) -> float:
+        def score(model, config: dict[str, Any] = candidate_config) -> float:
             compiled = self._core.compile_model(model, "CPU", config)
             return float(np.mean(validation.dice(OpenVINOSession(compiled))))
 
         layers = self.compute_layers(graph, spec)  # graph order: names and positions of what gets reverted
-        original, shape = self._read_dynamic_batch(graph)
-        reference = dice_of(original, {"INFERENCE_PRECISION_HINT": "f32"})  # fp32, as the table's Δ vs fp32
-        initial = self._quantize(graph, spec, calibration)
-        initial_dice = dice_of(initial)
-        record: dict[str, Any] = {
-            "max_dice_drop": budget,
-            "drop_metric": "mean",
-            "validation_images": len(validation.items),
-            "reference_dice": reference,
-            "initial_dice": initial_dice,
-        }
-        if reference - initial_dice <= budget:
-            final, final_dice, kept = initial, initial_dice, []
-            record["tool"] = "nncf.quantize (already within budget)"
-        else:
-
-            def validate(compiled, items) -> tuple[float, list[float]]:
-                scores = validation.dice(OpenVINOSession(compiled), list(items))
-                return float(np.mean(scores)), scores
-
-            arguments = self._nncf_arguments(graph, spec, calibration)
-            arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
-            final = nncf.quantize_with_accuracy_control(
-                original,
-                validation_dataset=nncf.Dataset(validation.items),
-                validation_fn=validate,
-                max_drop=budget,
-                drop_type=nncf.DropType.ABSOLUTE,
-                **arguments,
-            )
-            final.reshape(shape)
-            final_dice = dice_of(final)
-            reverted = quantized_inputs(initial) - quantized_inputs(final)
-            kept = [name for name in layers if name in reverted]
-            record["tool"] = "nncf.quantize_with_accuracy_control"
-        if reference - final_dice > budget:
-            raise budget_error(budget, reference - final_dice, 1, record={**record, "final_dice": final_dice})
-        record.update(
-            final_dice=final_dice,
-            final_drop=reference - final_dice,
-            kept_float=kept,
-            kept_float_positions=[layers.index(name) for name in kept],
+        final, record = quantize_within_drop(
+            lambda: self._read_dynamic_batch(graph), spec.quant, calibration, layers, validation, score, OpenVINOSession
         )
         return self._compile_and_save(final, spec, out_dir), record
 
     def build(self, graph: Path, spec: BuildSpec, calibration: list[np.ndarray] | None, out_dir: Path) -> Path:
         if spec.precision.quant_bits == 8:
-            model = self._quantize(graph, spec, calibration or [])
+            layers = self.compute_layers(graph, spec) if spec.quant.keep_float else []
+            model = quantize(*self._read_dynamic_batch(graph), spec.quant, calibration or [], layers)
         else:
             model = self._core.read_model(str(graph))
         return self._compile_and_save(model, spec, out_dir)
@@ -292,25 +189,7 @@ class OpenVINOEngine(Engine):
         precision options' None defaults against "").
         """
         config = json.loads((artifact.parent / META).read_text())["config"]
-        shape = "input[" + ",".join(map(str, spec.input_shape(spec.batch))) + "]"
-        command = [
-            "benchmark_app",
-            "-m",
-            str(artifact.parent / IR),
-            "-d",
-            "CPU",
-            "-api",
-            "sync",
-            "-t",
-            str(max(1, round(seconds))),
-            "-hint",
-            config["PERFORMANCE_HINT"].lower(),
-            "-infer_precision",
-            config["INFERENCE_PRECISION_HINT"],
-            "-data_shape" if spec.shape == "dynamic" else "-shape",
-            shape,
-        ]
-        return command, parse_benchmark_app
+        return benchmark_app_command(artifact.parent / IR, config, spec, seconds), parse_benchmark_app
 
     def load(self, artifact: Path, spec: BuildSpec) -> Session:
         meta = json.loads((artifact.parent / META).read_text())

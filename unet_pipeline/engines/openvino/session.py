@@ -1,4 +1,6 @@
-"""TODO."""
+"""A loaded OpenVINO model: synchronous inference without input copies, asynchronous requests for the throughput
+figure, and what really runs (inference precision, int8 share of the compute layers, streams, threads).
+"""
 
 from __future__ import annotations
 
