@@ -73,27 +73,27 @@ def test_no_warm_up_when_both_minimums_are_zero():
 def test_slow_calls_are_capped_and_the_figures_say_so():
     session = _Sleeper(0.1)
     figures = benchmark.time_sync(session, np.zeros((1, 3, 4, 4), np.float32), _cfg(), progress=False)
-    assert figures["warmup"]["iterations"] == 1  # a 0.1 s call: one warm-up call within 0.05 s
-    assert figures["iterations"] == 2 and figures["capped"] is True  # a third would end at 0.3 s > 0.25 s
-    assert figures["budget"] == {"min_calls": 10, "min_seconds": 0.0, "max_seconds": 0.25}
+    assert figures.warmup["iterations"] == 1  # a 0.1 s call: one warm-up call within 0.05 s
+    assert figures.iterations == 2 and figures.capped is True  # a third would end at 0.3 s > 0.25 s
+    assert figures.budget == {"min_calls": 10, "min_seconds": 0.0, "max_seconds": 0.25}
     notes = benchmark.benchmark_notes([figures], None, _cfg())
     assert notes == ["engine figures capped at benchmark.max_seconds=0.25: rest on 2 call(s) (asked >= 10 and >= 0 s)"]
 
 
 def test_fast_calls_meet_their_minimums_uncapped():
     figures = benchmark.time_sync(_Sleeper(0.001), np.zeros((1, 3, 4, 4), np.float32), _cfg(), progress=False)
-    assert figures["iterations"] == 10 and figures["capped"] is False
+    assert figures.iterations == 10 and figures.capped is False
     assert benchmark.benchmark_notes([figures], None, _cfg()) == []
 
 
 def test_async_is_skipped_with_a_reason_when_two_rounds_cannot_fit_the_cap():
     session = _Sleeper(0.001)
     skipped = benchmark.time_async(session, np.zeros((1,), np.float32), _cfg(), call_ms=100.0, progress=False)
-    assert session.calls == 0 and "throughput_ips" not in skipped
-    assert skipped["skipped"].startswith("async not timed: 2 requests x 2 rounds of 0.1 s calls exceed")
-    assert benchmark.benchmark_notes([], skipped, _cfg()) == [skipped["skipped"]]
+    assert session.calls == 0 and "throughput_ips" not in skipped.to_dict()
+    assert skipped.skipped.startswith("async not timed: 2 requests x 2 rounds of 0.1 s calls exceed")
+    assert benchmark.benchmark_notes([], skipped, _cfg()) == [skipped.skipped]
     timed = benchmark.time_async(session, np.zeros((1,), np.float32), _cfg(), call_ms=1.0, progress=False)
-    assert timed["iterations"] >= 10 and timed["capped"] is False and timed["throughput_ips"] > 0
+    assert timed.iterations >= 10 and timed.capped is False and timed.throughput_ips > 0
 
 
 @pytest.mark.parametrize(

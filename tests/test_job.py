@@ -278,12 +278,13 @@ def test_repeats_alternate_engine_rounds_and_end_to_end_passes(tiny_job_cfg, tmp
 
 def test_median_rounds_pairs_each_pass_with_its_round():
     from unet_pipeline.deploy.stages.benchmark import median_rounds
+    from unet_pipeline.record import EndToEnd, EngineTiming
 
-    rounds = [{"throughput_ips": x, "round": i} for i, x in enumerate([10.0, 30.0, 20.0, 40.0])]
-    passes = [{"throughput_ips": x} for x in (9.0, 27.0, 19.0, 40.0)]
+    rounds = [EngineTiming("sync", 1, iterations=i, throughput_ips=x) for i, x in enumerate([10.0, 30.0, 20.0, 40.0])]
+    passes = [EndToEnd(x, 0.0, 0.0, 0.0, None, 1.0, 1, 1.0) for x in (9.0, 27.0, 19.0, 40.0)]
     engine, e2e = median_rounds(rounds, passes)
-    assert engine["round"] == 2 and engine["rounds_ips"] == [10.0, 30.0, 20.0, 40.0]  # lower middle of four
-    assert e2e["throughput_ips"] == 19.0 and e2e["vs_engine"] == pytest.approx((0.9 + 0.95) / 2)
+    assert engine.iterations == 2 and engine.rounds_ips == [10.0, 30.0, 20.0, 40.0]  # lower middle of four
+    assert e2e.throughput_ips == 19.0 and e2e.vs_engine == pytest.approx((0.9 + 0.95) / 2)
 
 
 def test_benchmark_can_be_switched_off(tiny_job_cfg, tmp_path):
@@ -341,9 +342,9 @@ def test_vendor_tool_is_found_beside_the_interpreter_and_its_absence_said(monkey
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert benchmark.find_tool("benchmark_app") == str(tool)
     found = benchmark.run_vendor_tool(["benchmark_app", "-m", "x"], lambda out: {"out": out.strip()}, timeout=30)
-    assert found["returncode"] == 0 and found["out"] == "Throughput: 5.5 FPS" and found["command"][0] == str(tool)
+    assert found.returncode == 0 and found.figures["out"] == "Throughput: 5.5 FPS" and found.command[0] == str(tool)
     missing = benchmark.run_vendor_tool(["mm_run", "--magicmind_model", "x"], lambda out: {}, timeout=30)
-    assert missing["error"] == f"mm_run not found on PATH or beside {bindir / 'python'}"
+    assert missing.error == f"mm_run not found on PATH or beside {bindir / 'python'}"
 
 
 def test_an_engine_without_a_vendor_tool_says_so(tiny_job_cfg, tmp_path):

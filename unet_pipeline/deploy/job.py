@@ -130,7 +130,7 @@ def _measure(
     if cfg.benchmark.enabled:
         with record.timed("benchmark"):
             benchmark_job(cfg, engine, session, artifact, spec, samples, record, end_to_end, evaluation)
-    record.benchmark.end_to_end["input_cache"] = inputs.record() if inputs else None
+    record.benchmark.end_to_end.input_cache = inputs.record() if inputs else None
     if cfg.save.masks or cfg.save.overlays:
         with record.timed("save"):
             dice = dict(zip(evaluation.ids, evaluation.dice, strict=True))

@@ -2,6 +2,7 @@
 
 Imports no torch and no engine, so that reading records (tables, MLflow, the SLURM launcher) stays light."""
 
+from unet_pipeline.record.figures import BenchmarkFigures, EndToEnd, EngineTiming, VendorRun
 from unet_pipeline.record.identity import job_identity
 from unet_pipeline.record.load import load_records
 from unet_pipeline.record.schema import PER_IMAGE_FILE, RESULT_FILE, JobRecord, completed_before, write_per_image
@@ -9,7 +10,11 @@ from unet_pipeline.record.schema import PER_IMAGE_FILE, RESULT_FILE, JobRecord, 
 __all__ = [
     "PER_IMAGE_FILE",
     "RESULT_FILE",
+    "BenchmarkFigures",
+    "EndToEnd",
+    "EngineTiming",
     "JobRecord",
+    "VendorRun",
     "completed_before",
     "job_identity",
     "load_records",

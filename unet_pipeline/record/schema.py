@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_pipeline.core import library_versions, machine_info, write_atomic
 from unet_pipeline.data import input_hw
+from unet_pipeline.record.figures import BenchmarkFigures, EndToEnd
 from unet_pipeline.record.identity import job_identity
 
 RESULT_FILE = "result.json"
@@ -96,15 +97,6 @@ class CacheUse:
 
 
 @dataclass
-class BenchmarkFigures:
-    engine: dict[str, Any] | None = None  # engine-only, synchronous (stages/benchmark.py)
-    engine_async: dict[str, Any] | None = None
-    end_to_end: dict[str, Any] | None = None  # the inference stage's pass(es) (Evaluation.figures)
-    vendor: dict[str, Any] | None = None  # benchmark_app / mm_run
-    lock_wait_seconds: float | None = None  # waiting for the device lock (not timed)
-
-
-@dataclass
 class JobRecord:
     """result.json while the stages run; `timed` stamps each stage, `to_dict` is what is written."""
 
@@ -141,11 +133,8 @@ class JobRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        fields = asdict(self)
-        record = {key: fields[key] for key in _ORDER if key not in _OPTIONAL or fields[key] is not None}
-        if record["benchmark"]["lock_wait_seconds"] is None:
-            del record["benchmark"]["lock_wait_seconds"]
-        return record
+        fields = {**asdict(self), "benchmark": self.benchmark.to_dict()}
+        return {key: fields[key] for key in _ORDER if key not in _OPTIONAL or fields[key] is not None}
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -183,7 +172,7 @@ class JobRecord:
             f"{len(skipped)} bad {stage} image(s) skipped (data.on_bad_sample=skip), e.g. {skipped[0]['error']}"
         )
 
-    def add_evaluation(self, scores: PerImage, end_to_end: dict[str, Any], scored: bool) -> None:
+    def add_evaluation(self, scores: PerImage, end_to_end: EndToEnd, scored: bool) -> None:
         """Dice (not for random weights: no measurement) and the inference pass's end-to-end figures."""
         full = scored and bool(scores.dice_full)
         self.metrics = Metrics(

@@ -15,8 +15,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock
@@ -28,9 +29,10 @@ from unet_pipeline.data import Sample, load_input
 from unet_pipeline.deploy.spec import preprocessing
 from unet_pipeline.deploy.stages.evaluate import Evaluation, pad_batch
 from unet_pipeline.engines import BuildSpec, Engine, Session
-from unet_pipeline.record import JobRecord
+from unet_pipeline.record import EndToEnd, EngineTiming, JobRecord, VendorRun
 
 T = TypeVar("T")
+F = TypeVar("F", EngineTiming, EndToEnd)
 
 
 def gpu_name() -> str | None:
@@ -77,7 +79,7 @@ def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progr
     return latencies
 
 
-def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[str, Any]:
+def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> EngineTiming:
     """Warm-up, then calls one request at a time, each bounded by count and time (Budget)."""
     warm = Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
     timed = Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
@@ -87,23 +89,23 @@ def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> dict[
     start = time.perf_counter()
     latencies = _calls(session, batch, timed, f"benchmark engine sync, batch {len(batch)}", progress)
     total = time.perf_counter() - start
-    return {
-        "mode": "sync",
-        "requests": 1,
-        "batch": len(batch),
-        "warmup": {"iterations": len(warm_calls), "seconds": round(warm_seconds, 3)},
-        "iterations": len(latencies),
-        "seconds": round(total, 3),
-        "budget": timed.describe(),
-        "capped": timed.capped(len(latencies), total),
-        "latency_ms": latency_stats(latencies),
-        "throughput_ips": len(batch) * len(latencies) / total,
-    }
+    return EngineTiming(
+        mode="sync",
+        requests=1,
+        batch=len(batch),
+        warmup={"iterations": len(warm_calls), "seconds": round(warm_seconds, 3)},
+        iterations=len(latencies),
+        seconds=round(total, 3),
+        budget=timed.describe(),
+        capped=timed.capped(len(latencies), total),
+        latency_ms=latency_stats(latencies),
+        throughput_ips=len(batch) * len(latencies) / total,
+    )
 
 
 def interleave(
-    engine_round: Callable[[], dict[str, Any]], end_to_end: Callable[[], T], first: T, repeats: int
-) -> tuple[list[dict[str, Any]], list[T]]:
+    engine_round: Callable[[], EngineTiming], end_to_end: Callable[[], T], first: T, repeats: int
+) -> tuple[list[EngineTiming], list[T]]:
     """`repeats` engine-only rounds, each followed by one more end-to-end pass (the first pass is given).
 
     Why: a shared or throttling machine drifts by 10 % and more within a minute, so an end-to-end figure and
@@ -118,21 +120,20 @@ def interleave(
     return rounds, passes
 
 
-def median_rounds(rounds: list[dict[str, Any]], passes: list[dict[str, Any]]) -> tuple[dict, dict]:
+def median_rounds(rounds: list[EngineTiming], passes: list[EndToEnd]) -> tuple[EngineTiming, EndToEnd]:
     """The engine round and the end-to-end pass of median throughput (the lower middle of an even count),
     each with every repeat's throughput, and end to end / engine-only taken pair by pair (the median ratio)."""
 
-    def median(records: list[dict[str, Any]]) -> dict[str, Any]:
-        ranked = sorted(records, key=lambda x: x["throughput_ips"])
-        return dict(ranked[(len(ranked) - 1) // 2])
+    def median(figures: list[F]) -> F:
+        return sorted(figures, key=lambda x: x.throughput_ips)[(len(figures) - 1) // 2]
 
-    engine = {**median(rounds), "rounds_ips": [x["throughput_ips"] for x in rounds]}
-    ratios = [p["throughput_ips"] / e["throughput_ips"] for p, e in zip(passes, rounds, strict=True)]
-    e2e = {**median(passes), "passes_ips": [x["throughput_ips"] for x in passes], "vs_engine": float(np.median(ratios))}
+    engine = replace(median(rounds), rounds_ips=[x.throughput_ips for x in rounds])
+    ratios = [p.throughput_ips / e.throughput_ips for p, e in zip(passes, rounds, strict=True)]
+    e2e = replace(median(passes), passes_ips=[x.throughput_ips for x in passes], vs_engine=float(np.median(ratios)))
     return engine, e2e
 
 
-def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progress: bool) -> dict[str, Any] | None:
+def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progress: bool) -> EngineTiming | None:
     """Throughput with `async_requests` requests in flight, where the session supports it: every request warmed
     once, then timed calls, both within one `max_seconds` (a floor of `iterations` and `min_seconds`).
 
@@ -144,12 +145,12 @@ def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progres
         return None
     least = 2 * requests * call_ms / 1e3
     if least > cfg.max_seconds:
-        return {
-            "mode": "async",
-            "requests": requests,
-            "skipped": f"async not timed: {requests} requests x 2 rounds of {call_ms / 1e3:.3g} s calls "
+        return EngineTiming(
+            mode="async",
+            requests=requests,
+            skipped=f"async not timed: {requests} requests x 2 rounds of {call_ms / 1e3:.3g} s calls "
             f"exceed benchmark.max_seconds={cfg.max_seconds:g}",
-        }
+        )
     start = time.perf_counter()
     session.run_async(batch, requests, Budget(requests, 0.0, 0.0))  # every request once
     warm_seconds = time.perf_counter() - start
@@ -163,35 +164,35 @@ def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progres
             bar.update()
 
         iterations, seconds = session.run_async(batch, requests, timed, on_call=started)
-    return {
-        "mode": "async",
-        "requests": requests,
-        "batch": len(batch),
-        "warmup": {"iterations": requests, "seconds": round(warm_seconds, 3)},
-        "iterations": iterations,
-        "seconds": round(seconds, 3),
-        "budget": timed.describe(),
-        "capped": timed.capped(iterations, seconds),
-        "throughput_ips": len(batch) * iterations / seconds,
-    }
+    return EngineTiming(
+        mode="async",
+        requests=requests,
+        batch=len(batch),
+        warmup={"iterations": requests, "seconds": round(warm_seconds, 3)},
+        iterations=iterations,
+        seconds=round(seconds, 3),
+        budget=timed.describe(),
+        capped=timed.capped(iterations, seconds),
+        throughput_ips=len(batch) * iterations / seconds,
+    )
 
 
-def benchmark_notes(rounds: list[dict[str, Any]], engine_async: dict[str, Any] | None, cfg) -> list[str]:
+def benchmark_notes(rounds: list[EngineTiming], engine_async: EngineTiming | None, cfg) -> list[str]:
     """What the table must say about figures the cap cut short, or a measurement it skipped."""
     notes = []
-    capped = [r for r in rounds if r.get("capped")]
+    capped = [r for r in rounds if r.capped]
     if capped:
-        calls = ", ".join(str(r["iterations"]) for r in capped)
+        calls = ", ".join(str(r.iterations) for r in capped)
         notes.append(
             f"engine figures capped at benchmark.max_seconds={cfg.max_seconds:g}: rest on {calls} call(s) "
             f"(asked >= {cfg.iterations} and >= {cfg.min_seconds:g} s)"
         )
-    if engine_async and engine_async.get("skipped"):
-        notes.append(engine_async["skipped"])
-    elif engine_async and engine_async.get("capped"):
+    if engine_async and engine_async.skipped:
+        notes.append(engine_async.skipped)
+    elif engine_async and engine_async.capped:
         notes.append(
             f"async figure capped at benchmark.max_seconds={cfg.max_seconds:g}: rests on "
-            f"{engine_async['iterations']} call(s)"
+            f"{engine_async.iterations} call(s)"
         )
     return notes
 
@@ -206,21 +207,21 @@ def find_tool(name: str) -> str | None:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-def run_vendor_tool(command: list[str], parse, timeout: float) -> dict[str, Any]:
+def run_vendor_tool(command: list[str], parse, timeout: float) -> VendorRun:
     """The engine vendor's own benchmark on the same artifact (benchmark_app, mm_run); an `error` when it is not
     installed, fails or times out."""
     executable = find_tool(command[0])
     if executable is None:
-        return {"command": command, "error": f"{command[0]} not found on PATH or beside {sys.executable}"}
+        return VendorRun(command, error=f"{command[0]} not found on PATH or beside {sys.executable}")
     command = [executable, *command[1:]]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"command": command, "error": f"timed out after {timeout:.0f} s"}
+        return VendorRun(command, error=f"timed out after {timeout:.0f} s")
     output = proc.stdout + proc.stderr
-    result = {"command": command, "returncode": proc.returncode, **parse(output)}
+    result = VendorRun(command, proc.returncode, parse(output))
     if proc.returncode != 0:
-        result["error"] = output.strip().splitlines()[-1] if output.strip() else f"exit {proc.returncode}"
+        result.error = output.strip().splitlines()[-1] if output.strip() else f"exit {proc.returncode}"
     return result
 
 
@@ -248,12 +249,12 @@ def benchmark_job(
     if any(p.dice != first.dice for p in passes):
         worst = max(float(np.max(np.abs(np.subtract(p.dice, first.dice)))) for p in passes)
         record.notes.append(f"Dice differed between timing passes (largest per-image difference {worst:.2g})")
-    figures.engine_async = time_async(session, batch, bench, figures.engine["latency_ms"]["p50"], cfg.progress)
+    figures.engine_async = time_async(session, batch, bench, figures.engine.latency_ms["p50"], cfg.progress)
     record.notes += benchmark_notes(rounds, figures.engine_async, bench)
     if bench.vendor_tool:
         tool = engine.vendor_benchmark(artifact, spec, bench.vendor_seconds)
         figures.vendor = run_vendor_tool(*tool, timeout=bench.vendor_seconds * 6 + 120) if tool else None
         if tool is None:
             record.notes.append(f"benchmark.vendor_tool: engine={engine.name} has no vendor benchmark tool")
-        elif figures.vendor.get("error"):
-            record.notes.append(f"benchmark.vendor_tool: {figures.vendor['error']}")
+        elif figures.vendor.error:
+            record.notes.append(f"benchmark.vendor_tool: {figures.vendor.error}")

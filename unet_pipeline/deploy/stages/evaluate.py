@@ -14,6 +14,7 @@ from unet_pipeline.data import DEFAULT_PREP, InputCache, Preprocessing, Sample
 from unet_pipeline.deploy.stages.feed import Feeder
 from unet_pipeline.engines import BuildSpec, Session
 from unet_pipeline.metrics import dice_full, dice_of_batch
+from unet_pipeline.record import EndToEnd
 
 
 @dataclass
@@ -37,19 +38,19 @@ class Evaluation:
     def throughput_ips(self) -> float:
         return len(self.dice) / self.seconds
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> EndToEnd:
         """The end-to-end record of this pass (result.json -> benchmark.end_to_end)."""
         n = len(self.dice)
-        return {
-            "throughput_ips": self.throughput_ips,
-            "preprocess_ms_per_image": 1e3 * self.preprocess_seconds / n,
-            "feed_wait_ms_per_image": 1e3 * self.wait_seconds / n,
-            "postprocess_ms_per_image": 1e3 * self.postprocess_seconds / n,
-            "fullres_ms_per_image": 1e3 * self.fullres_seconds / n if self.dice_full else None,
-            "engine_share": self.engine_seconds / self.seconds,
-            "images": n,
-            "seconds": round(self.seconds, 3),
-        }
+        return EndToEnd(
+            throughput_ips=self.throughput_ips,
+            preprocess_ms_per_image=1e3 * self.preprocess_seconds / n,
+            feed_wait_ms_per_image=1e3 * self.wait_seconds / n,
+            postprocess_ms_per_image=1e3 * self.postprocess_seconds / n,
+            fullres_ms_per_image=1e3 * self.fullres_seconds / n if self.dice_full else None,
+            engine_share=self.engine_seconds / self.seconds,
+            images=n,
+            seconds=round(self.seconds, 3),
+        )
 
 
 def pad_batch(batch: np.ndarray, spec: BuildSpec) -> np.ndarray:
