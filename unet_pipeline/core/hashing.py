@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import xxhash
+
 # bump when the meaning of a key's parts changes: old entries are then never hit
 KEY_SCHEMA = 3  # 3: /255 as a division in the uint8 graph, calibration preprocessing keyed
 
@@ -26,3 +29,12 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def array_checksum(*arrays: np.ndarray) -> int:
+    """xxh3-64 of the arrays' bytes, in order: an integrity check at tens of GB/s, for data read back on a hot path
+    (cached inputs) or after minutes of work (teacher targets). Its hex form is `f"{value:016x}"`."""
+    digest = xxhash.xxh3_64()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array))
+    return digest.intdigest()

@@ -9,7 +9,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Budget:
+class CallLimits:
     """When a measurement stops: once it has `calls` calls and `min_seconds`, or before a call that would end past
     `max_seconds` (predicted from the mean so far); at least one call unless both minimums are 0.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from unet_pipeline.core import array_checksum
 from unet_pipeline.data.preprocessing import Preprocessing, load_pair_full
 from unet_pipeline.data.samples import Sample
 
@@ -40,13 +41,6 @@ HEADER = struct.Struct("<8sIIIIQQ")
 def _digest(path: Path) -> str:
     """The content of a source file, for the key (xxh3-128: an image costs microseconds, not a sha256's 0.1 ms)."""
     return xxhash.xxh3_128_hexdigest(path.read_bytes())[:24]
-
-
-def _checksum(*arrays: np.ndarray) -> int:
-    h = xxhash.xxh3_64()
-    for array in arrays:
-        h.update(array)
-    return h.intdigest()
 
 
 def _packed_size(shape: tuple[int, int]) -> int:
@@ -117,7 +111,7 @@ class InputCache:
             return False, None
         finally:
             os.close(fd)
-        if checksum != _checksum(pixels, mask) or (full_mask and full_checksum != _checksum(packed)):
+        if checksum != array_checksum(pixels, mask) or (full_mask and full_checksum != array_checksum(packed)):
             return False, None
         full = np.unpackbits(packed, count=full_h * full_w).reshape(full_h, full_w) if full_mask else None
         return True, full
@@ -129,7 +123,7 @@ class InputCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
-                f.write(HEADER.pack(MAGIC, *self.hw, *full.shape, _checksum(pixels, mask), _checksum(packed)))
+                f.write(HEADER.pack(MAGIC, *self.hw, *full.shape, array_checksum(pixels, mask), array_checksum(packed)))
                 f.write(pixels.data)
                 f.write(mask.data)
                 f.write(packed.data)

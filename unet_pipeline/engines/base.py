@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from unet_pipeline.core import Budget, BudgetNotMet, Int8Isa, PipelineError
+from unet_pipeline.core import BudgetNotMet, CallLimits, Int8Isa, PipelineError
 from unet_pipeline.engines.spec import BuildSpec, OverflowChoice, QuantOptions
 
 
@@ -98,9 +98,9 @@ class Session(ABC):
     supports_async: ClassVar[bool] = False
 
     def run_async(
-        self, batch: np.ndarray, requests: int, budget: Budget, on_call: Callable[[], object] | None = None
+        self, batch: np.ndarray, requests: int, limits: CallLimits, on_call: Callable[[], object] | None = None
     ) -> tuple[int, float]:
-        """Keep `requests` inferences in flight while `budget.more(finished, seconds, in_flight)`, calling `on_call`
+        """Keep `requests` inferences in flight while `limits.more(finished, seconds, in_flight)`, calling `on_call`
         after each start; (calls started, seconds) once all have finished."""
         raise NotImplementedError(f"{type(self).__name__} has no asynchronous inference")
 

@@ -26,7 +26,7 @@ import xxhash
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from unet_pipeline.core import PipelineError, content_key, file_sha256, write_atomic
+from unet_pipeline.core import PipelineError, array_checksum, content_key, file_sha256, write_atomic
 from unet_pipeline.data import Preprocessing, Sample, input_hw, load_input
 from unet_pipeline.model import load_unet
 
@@ -113,7 +113,8 @@ def cached_soft_targets(
 
 
 def _checksum(array: np.ndarray) -> str:
-    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(array).data)
+    """The targets' checksum as the sidecar keeps it (hex)."""
+    return f"{array_checksum(array):016x}"
 
 
 def distill_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from filelock import FileLock
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from unet_pipeline.core import Budget
+from unet_pipeline.core import CallLimits
 from unet_pipeline.data import Sample, load_input
 from unet_pipeline.deploy.spec import preprocessing
 from unet_pipeline.deploy.stages.evaluate import Evaluation, pad_batch
@@ -65,24 +65,24 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def _calls(session: Session, batch: np.ndarray, budget: Budget, desc: str, progress: bool) -> list[float]:
-    """Synchronous calls under `budget`, each one's seconds; a bar naming what is timed, with an ETA."""
+def _calls(session: Session, batch: np.ndarray, limits: CallLimits, desc: str, progress: bool) -> list[float]:
+    """Synchronous calls under `limits`, each one's seconds; a bar naming what is timed, with an ETA."""
     latencies: list[float] = []
     start = time.perf_counter()
-    with tqdm(desc=desc, unit="call", total=budget.calls, disable=not progress, leave=False) as bar:
-        while budget.more(len(latencies), time.perf_counter() - start):
+    with tqdm(desc=desc, unit="call", total=limits.calls, disable=not progress, leave=False) as bar:
+        while limits.more(len(latencies), time.perf_counter() - start):
             t0 = time.perf_counter()
             session.infer(batch)
             latencies.append(time.perf_counter() - t0)
-            bar.total = budget.expected_calls(len(latencies), time.perf_counter() - start)
+            bar.total = limits.expected_calls(len(latencies), time.perf_counter() - start)
             bar.update()
     return latencies
 
 
 def time_sync(session: Session, batch: np.ndarray, cfg, progress: bool) -> EngineTiming:
-    """Warm-up, then calls one request at a time, each bounded by count and time (Budget)."""
-    warm = Budget(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
-    timed = Budget(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
+    """Warm-up, then calls one request at a time, each bounded by count and time (CallLimits)."""
+    warm = CallLimits(cfg.warmup_iterations, cfg.warmup_seconds, cfg.warmup_max_seconds)
+    timed = CallLimits(cfg.iterations, cfg.min_seconds, cfg.max_seconds)
     start = time.perf_counter()
     warm_calls = _calls(session, batch, warm, f"benchmark warm-up, batch {len(batch)}", progress)
     warm_seconds = time.perf_counter() - start
@@ -152,9 +152,9 @@ def time_async(session: Session, batch: np.ndarray, cfg, call_ms: float, progres
             f"exceed benchmark.max_seconds={cfg.max_seconds:g}",
         )
     start = time.perf_counter()
-    session.run_async(batch, requests, Budget(requests, 0.0, 0.0))  # every request once
+    session.run_async(batch, requests, CallLimits(requests, 0.0, 0.0))  # every request once
     warm_seconds = time.perf_counter() - start
-    timed = Budget(cfg.iterations, cfg.min_seconds, max(cfg.max_seconds - warm_seconds, 0.0))
+    timed = CallLimits(cfg.iterations, cfg.min_seconds, max(cfg.max_seconds - warm_seconds, 0.0))
     desc = f"benchmark engine async x{requests}, batch {len(batch)}"
     with tqdm(desc=desc, unit="call", total=timed.calls, disable=not progress, leave=False) as bar:
         start = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_pipeline.core import Budget
+from unet_pipeline.core import CallLimits
 from unet_pipeline.engines.base import Session
 
 _TYPE_NAMES = {
@@ -41,13 +41,13 @@ class OpenVINOSession(Session):
         self._request = compiled.create_infer_request()
 
     def run_async(
-        self, batch: np.ndarray, requests: int, budget: Budget, on_call: Callable[[], object] | None = None
+        self, batch: np.ndarray, requests: int, limits: CallLimits, on_call: Callable[[], object] | None = None
     ) -> tuple[int, float]:
         import openvino as ov
 
         queue = ov.AsyncInferQueue(self._compiled, requests)
         finished = threading.Condition()
-        done = [0]  # completions, counted in OpenVINO's callback thread: the budget's mean is per finished call
+        done = [0]  # completions, counted in OpenVINO's callback thread: the limits' mean is per finished call
 
         def completed(_request: object, _data: object) -> None:
             with finished:
@@ -60,7 +60,7 @@ class OpenVINOSession(Session):
             with finished:  # all requests busy: decide on the next start only once one has finished
                 finished.wait_for(lambda started=count: started - done[0] < requests)
                 ended = done[0]
-            if not budget.more(ended, time.perf_counter() - start, in_flight=count - ended):
+            if not limits.more(ended, time.perf_counter() - start, in_flight=count - ended):
                 break
             queue.start_async({0: batch})
             count += 1

@@ -1,4 +1,4 @@
-"""The benchmark's budget: a floor of calls and seconds, a cap, and figures that say which one stopped them."""
+"""The benchmark's call limits: a floor of calls and seconds, a cap, and figures that say which one stopped them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from unet_pipeline.core import Budget
+from unet_pipeline.core import CallLimits
 from unet_pipeline.deploy.stages import benchmark
 from unet_pipeline.engines import Session
 
@@ -26,9 +26,9 @@ class _Sleeper(Session):
         self.calls += 1
         return batch
 
-    def run_async(self, batch, requests, budget, on_call=None):
+    def run_async(self, batch, requests, limits, on_call=None):
         count, start = 0, time.perf_counter()
-        while budget.more(count, time.perf_counter() - start):
+        while limits.more(count, time.perf_counter() - start):
             self.infer(batch)
             count += 1
             if on_call is not None:
@@ -45,29 +45,29 @@ def _cfg(**overrides):
 
 
 def test_stops_at_both_minimums_when_calls_are_fast():
-    budget = Budget(calls=10, min_seconds=3.0, max_seconds=30.0)
-    assert budget.more(9, 5.0) and budget.more(10, 2.9)
-    assert not budget.more(10, 3.0) and not budget.capped(10, 3.0)
+    limits = CallLimits(calls=10, min_seconds=3.0, max_seconds=30.0)
+    assert limits.more(9, 5.0) and limits.more(10, 2.9)
+    assert not limits.more(10, 3.0) and not limits.capped(10, 3.0)
 
 
 def test_never_starts_a_call_that_would_end_past_the_cap():
-    budget = Budget(calls=10, min_seconds=3.0, max_seconds=30.0)
-    assert budget.more(0, 0.0)  # at least one call, however slow
-    assert budget.more(1, 13.0)  # a second 13 s call ends at 26 s
-    assert not budget.more(2, 26.0) and budget.capped(2, 26.0)  # a third would end at 39 s
-    assert budget.expected_calls(1, 13.0) == 2  # the progress bar's total, for its ETA
-    assert budget.expected_calls(1, 0.01) == 300  # fast calls: min_seconds decides
+    limits = CallLimits(calls=10, min_seconds=3.0, max_seconds=30.0)
+    assert limits.more(0, 0.0)  # at least one call, however slow
+    assert limits.more(1, 13.0)  # a second 13 s call ends at 26 s
+    assert not limits.more(2, 26.0) and limits.capped(2, 26.0)  # a third would end at 39 s
+    assert limits.expected_calls(1, 13.0) == 2  # the progress bar's total, for its ETA
+    assert limits.expected_calls(1, 0.01) == 300  # fast calls: min_seconds decides
 
 
 def test_requests_in_flight_count_against_the_cap():
-    budget = Budget(calls=10, min_seconds=3.0, max_seconds=30.0)
-    assert budget.more(1, 6.8, in_flight=1)  # the running one and a new one end by ~20 s
-    assert budget.more(2, 13.6, in_flight=1)  # ... by ~27 s
-    assert not budget.more(3, 20.4, in_flight=1)  # ... by ~34 s: past the cap
+    limits = CallLimits(calls=10, min_seconds=3.0, max_seconds=30.0)
+    assert limits.more(1, 6.8, in_flight=1)  # the running one and a new one end by ~20 s
+    assert limits.more(2, 13.6, in_flight=1)  # ... by ~27 s
+    assert not limits.more(3, 20.4, in_flight=1)  # ... by ~34 s: past the cap
 
 
 def test_no_warm_up_when_both_minimums_are_zero():
-    assert not Budget(calls=0, min_seconds=0.0, max_seconds=5.0).more(0, 0.0)
+    assert not CallLimits(calls=0, min_seconds=0.0, max_seconds=5.0).more(0, 0.0)
 
 
 def test_slow_calls_are_capped_and_the_figures_say_so():
