@@ -277,7 +277,7 @@ def test_the_cpu_class_is_part_of_a_quantized_artifacts_key(tiny_job_cfg, tmp_pa
 
 def test_int8_off_the_host_cpu_is_never_blamed_on_its_saturation():
     """MagicMind on an MLU or ONNX Runtime on CUDA, launched from an AVX2 host: the host's flags do not apply."""
-    from unet_pipeline.report.columns import _calibration
+    from unet_pipeline.report.columns import calibration_cell
 
     off_cpu = {
         "quantization.overflow_fix.chosen": "disable",
@@ -289,8 +289,8 @@ def test_int8_off_the_host_cpu_is_never_blamed_on_its_saturation():
     on_cpu = {**off_cpu, "quantization.overflow_fix.runs_on": "cpu"}
     assert "overflow_fix=disable" in precision_warning(_row(**on_cpu))
     column = {"quantization.options.method": "default", "data.calibration_images": 50, **off_cpu}
-    assert _calibration(pd.Series(column)).endswith("8-bit weights (mlu)")
-    assert _calibration(pd.Series({**column, **on_cpu})).endswith("8-bit weights (avx2)")
+    assert calibration_cell(pd.Series(column)).endswith("8-bit weights (mlu)")
+    assert calibration_cell(pd.Series({**column, **on_cpu})).endswith("8-bit weights (avx2)")
 
 
 def test_a_job_failing_on_its_calibration_images_keeps_its_data_record(tiny_job_cfg, tmp_path):

@@ -52,7 +52,14 @@ def test_a_sweep_is_a_parent_run_with_nested_jobs_and_a_rerun_adds_none(sweep_2x
     assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_completed"] == 4
     assert "precision=force_float32,qint8_mixed_float32" in parent.data.tags["overrides"]
     client = MlflowClient(server)
-    assert {"results.md", "results.csv", "pareto.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.md", "results.csv", "pareto.png", "recommendation.md"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    chosen = json.loads((sweep / "recommendation.json").read_text())["chosen"]
+    recommended = parent.data.tags["unet_pipeline.recommended"]  # the chosen job, or that none met the constraints
+    assert recommended == (chosen["job"] if chosen else "none meets the constraints")
+    tagged = [c for c in children if c.data.tags.get("unet_pipeline.recommended") == "true"]
+    assert len(tagged) == (1 if chosen else 0)
     table = pd.read_csv(sweep / "results.csv").set_index(["job.precision", "job.batch"])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id and child.info.status == "FINISHED"

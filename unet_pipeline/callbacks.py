@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from unet_pipeline.report import OK_STATUSES, all_completed, print_report, tracking, write_tables
+from unet_pipeline.report import OK_STATUSES, all_completed, print_report, recommend_sweep, tracking, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,10 @@ class ResultsTableCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = write_tables(sweep_dir)
         print_report(frame, sweep_dir)
+        chosen = recommend_sweep(sweep_dir, frame, config.select).chosen
         target = _target(config)
         if target is not None:
-            tracking.track_sweep(target, sweep_dir, frame)
+            tracking.track_sweep(target, sweep_dir, frame, chosen.job if chosen else None)
         if not all_completed(frame):
             failed = int((~frame["status"].isin(OK_STATUSES)).sum())
             print(f"error: {failed} of {len(frame)} jobs did not complete (see the table)", file=sys.stderr)

@@ -33,14 +33,23 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("benchmark.max_seconds", lambda v: v > 0, "a positive number of seconds (the cap on each measurement)"),
     ("benchmark.vendor_seconds", lambda v: v > 0, "a positive number of seconds"),
     ("benchmark.repeats", lambda v: v >= 1, "1 or more"),
+    (
+        "select.max_dice_drop",
+        lambda v: v is None or 0 <= v < 1,
+        "in [0, 1) (an absolute Dice drop, e.g. 0.0005), or null",
+    ),
+    ("select.max_image_drop", lambda v: v is None or 0 <= v < 1, "in [0, 1) (one image's Dice drop), or null"),
+    ("select.min_throughput", lambda v: v is None or v > 0, "a positive number of images/s end to end, or null"),
+    ("select.max_p99_ms", lambda v: v is None or v > 0, "a positive number of milliseconds, or null"),
     ("logger.timeout_s", lambda v: v > 0, "a positive number of seconds (per request to the tracking server)"),
     ("logger.retries", lambda v: 0 <= v <= 10, "0 to 10 (MLflow's limit)"),
 )
 
 
-def check_ranges(cfg: DictConfig) -> None:
-    """Refuse, in one line naming the key and its valid range, a numeric setting no stage could honour."""
-    for key, valid, words in _RANGES:
+def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
+    """Refuse, in one line naming the key and its valid range, a numeric setting no stage could honour (only the
+    keys under `prefix`, e.g. "select.", where `cfg` holds only those)."""
+    for key, valid, words in (r for r in _RANGES if r[0].startswith(prefix)):
         value = OmegaConf.select(cfg, key)
         if not valid(value):
             raise PipelineError(f"{key}={value} must be {words}")

@@ -259,6 +259,25 @@ class CacheConfig:
     dir: str = "outputs/cache"
 
 
+class Objective(str, Enum):
+    """What the recommendation maximises among the rows that meet the constraints (report/recommend.py)."""
+
+    e2e_throughput = "e2e_throughput"  # images/s end to end, decode to Dice: what a deployment sees
+    engine_throughput = "engine_throughput"  # images/s of the engine alone
+    latency = "latency"  # the lowest p99 of one engine call
+
+
+@dataclass
+class SelectConfig:
+    """conf/select/*.yaml: which configuration of a sweep to ship, under which constraints."""
+
+    max_dice_drop: float | None = 0.001
+    max_image_drop: float | None = None
+    min_throughput: float | None = None
+    max_p99_ms: float | None = None
+    objective: Objective = Objective.e2e_throughput
+
+
 class LoggerKind(str, Enum):
     none = "none"
     mlflow = "mlflow"
@@ -290,6 +309,7 @@ class PipelineConfig:
     save: SaveConfig = field(default_factory=SaveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     batch: int = 1
     dry_run: bool = False
     strict_precision: bool = True

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from unet_pipeline.core import content_key, file_sha256
 
 # Keys that change how a job runs or where it writes, never what it measures: not part of its identity.
-NOT_JOB_IDENTITY = ("progress", "force", "cache", "logger")  # how a job runs or is tracked, not what it measures
+# how a job runs, is tracked or is chosen among others, not what it measures
+NOT_JOB_IDENTITY = ("progress", "force", "cache", "logger", "select")
 
 
 def job_identity(cfg: DictConfig) -> str:

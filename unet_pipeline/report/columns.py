@@ -81,6 +81,10 @@ class Col:
     WARNING = "warning"
     DICE_DELTA = "dice_delta_vs_fp32"
     DICE_DELTA_DISTINGUISHABLE = "dice_delta_distinguishable"
+    DICE_DELTA_LOW = "dice_delta_ci_low"
+    DICE_DELTA_HIGH = "dice_delta_ci_high"
+    WORST_IMAGE_DELTA = "worst_image_delta_vs_fp32"
+    E2E_PASSES_IPS = "benchmark.end_to_end.passes_ips"
     DICE_FULL_DELTA_DISTINGUISHABLE = "dice_full_delta_distinguishable"
     SPEEDUP = "speedup_vs_fp32"
     HARDWARE = "hardware"
@@ -117,7 +121,7 @@ MD_COLUMNS = [
 ]
 
 
-def _compiled_as(row: pd.Series) -> str | None:
+def compiled_as_cell(row: pd.Series) -> str | None:
     """e.g. 'int8 83% + float32': what the engine really compiled."""
     ran = row.get(Col.COMPILED_PRECISION)
     if not isinstance(ran, str):
@@ -130,7 +134,7 @@ def _compiled_as(row: pd.Series) -> str | None:
     return ran
 
 
-def _calibration(row: pd.Series) -> str | None:
+def calibration_cell(row: pd.Series) -> str | None:
     """e.g. '50 imgs · histogram · per_channel · act default · float [first, last] · drop≤0.001: 2 kept float'."""
     method = row.get(Col.QUANT_METHOD)
     if not isinstance(method, str):

@@ -31,7 +31,15 @@ UID_TAG, SWEEP_TAG = "unet_pipeline.record_uid", "unet_pipeline.sweep_dir"
 INSTALL_HINT = 'logger=mlflow needs MLflow: pip install ".[mlflow]" (or pip install mlflow), or use logger=none'
 STATUS = {"completed": "FINISHED", "planned": "FINISHED", "failed": "FAILED"}  # else (killed, missing): KILLED
 JOB_ARTIFACT_DIRS = (".hydra", "masks", "overlays")
-SWEEP_ARTIFACTS = ("results.md", "results.csv", "pareto.png", "pareto_full_res.png", "per_image_vs_fp32.csv")
+SWEEP_ARTIFACTS = (
+    "recommendation.md",
+    "recommendation.json",
+    "results.md",
+    "results.csv",
+    "pareto.png",
+    "pareto_full_res.png",
+    "per_image_vs_fp32.csv",
+)
 
 
 class TrackingError(Exception):

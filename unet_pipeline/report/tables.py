@@ -14,7 +14,7 @@ from unet_pipeline.core import write_atomic
 from unet_pipeline.metrics import intervals as stats
 from unet_pipeline.record import load_records
 from unet_pipeline.report import compare
-from unet_pipeline.report.columns import MD_COLUMNS, Col, _calibration, _compiled_as
+from unet_pipeline.report.columns import MD_COLUMNS, Col, calibration_cell, compiled_as_cell
 from unet_pipeline.report.plots import PLOT_AXES, plot_pareto
 from unet_pipeline.report.warnings import precision_warning
 
@@ -34,8 +34,8 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         for shape, r in zip(frame[Col.SHAPE_MODE], frame[Col.BATCH_RANGE], strict=True)
     ]
     frame[Col.INPUT] = [f"{s[0]}x{s[1]}" if isinstance(s, list) else None for s in frame[Col.INPUT_SIZE]]
-    frame[Col.COMPILED_AS] = frame.apply(_compiled_as, axis=1)
-    frame[Col.CALIBRATION] = frame.apply(_calibration, axis=1)
+    frame[Col.COMPILED_AS] = frame.apply(compiled_as_cell, axis=1)
+    frame[Col.CALIBRATION] = frame.apply(calibration_cell, axis=1)
     _add_fp32_comparison(frame)
     frame[Col.WARNING] = frame.apply(precision_warning, axis=1)
     frame[Col.REMARKS] = [

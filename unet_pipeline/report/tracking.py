@@ -35,6 +35,7 @@ from unet_pipeline.report.mlflow_runs import (
 __all__ = ["INSTALL_HINT", "Target", "installed", "open_sweep", "target_for_dir", "track_job", "track_sweep"]
 
 log = logging.getLogger(__name__)
+RECOMMENDED_TAG = "unet_pipeline.recommended"  # on the chosen job's run ("true") and the sweep's (its job dir)
 
 
 def installed() -> bool:
@@ -132,9 +133,10 @@ def open_sweep(target: Target, sweep_dir: Path) -> str | None:
         return None
 
 
-def track_sweep(target: Target, sweep_dir: Path, frame: pd.DataFrame) -> str | None:
+def track_sweep(target: Target, sweep_dir: Path, frame: pd.DataFrame, recommended: str | None = None) -> str | None:
     """After the sweep's table: every job's run (created from disk where a job could not log itself) gets the
-    sweep's comparisons; the parent run gets the tables and plots and ends. A one-line warning, never a raise."""
+    sweep's comparisons, the recommended job's run a `unet_pipeline.recommended` tag; the parent run gets the
+    tables, plots and recommendation and ends. A one-line warning, never a raise."""
     try:
         with client_settings(target):
             tracker = Tracker(target)
@@ -149,11 +151,14 @@ def track_sweep(target: Target, sweep_dir: Path, frame: pd.DataFrame) -> str | N
                 created += new
                 if not new:
                     tracker.log_values(run_id, row)
+                if recommended is not None and str(row[Col.JOB_DIR]) == recommended:
+                    tracker.client.set_tag(run_id, RECOMMENDED_TAG, "true")
                 if single and target.artifacts:
                     for name in SWEEP_ARTIFACTS:
                         if (sweep_dir / name).is_file():
                             tracker.client.log_artifact(run_id, str(sweep_dir / name))
             if parent is not None:
+                tracker.client.set_tag(parent, RECOMMENDED_TAG, recommended or "none meets the constraints")
                 tracker.finish_sweep(parent, sweep_dir, frame)
             what = f"parent run {parent}" if parent else "1 run"
             print(f"tracked: MLflow {target.uri}, experiment {target.experiment!r}, {what} ({created} new)")
