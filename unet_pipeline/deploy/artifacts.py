@@ -17,8 +17,8 @@ from unet_pipeline.deploy.keys import engine_parts, export_parts, weights_identi
 from unet_pipeline.deploy.spec import preprocessing, skips_bad_samples
 from unet_pipeline.deploy.stages.calibrate import load_quantizer_data
 from unet_pipeline.deploy.stages.export import export_graph
+from unet_pipeline.deploy.stages.image_sets import Selection
 from unet_pipeline.deploy.stages.quantize import ValidationSet, build_quantized, read_quantization_file
-from unet_pipeline.deploy.stages.select import Selection
 from unet_pipeline.engines import BuildSpec, Engine
 from unet_pipeline.record import JobRecord
 

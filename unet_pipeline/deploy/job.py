@@ -25,8 +25,8 @@ from unet_pipeline.deploy.spec import build_spec, caches_inputs, for_cpu, prepro
 from unet_pipeline.deploy.stages.benchmark import benchmark_job, device_lock, gpu_name
 from unet_pipeline.deploy.stages.evaluate import Evaluation, evaluate, pad_batch
 from unet_pipeline.deploy.stages.feed import check_settings as check_feed_settings
+from unet_pipeline.deploy.stages.image_sets import Selection, select_evaluation, select_quantizer_images
 from unet_pipeline.deploy.stages.save import save_outputs
-from unet_pipeline.deploy.stages.select import Selection, select_evaluation, select_quantizer_images
 from unet_pipeline.deploy.stages.verify import refuse_unrunnable_precision, verify_compiled
 from unet_pipeline.engines import BuildSpec, Engine, Session
 from unet_pipeline.model import build_unet, for_deployment, load_unet
