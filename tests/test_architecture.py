@@ -28,7 +28,8 @@ def test_the_import_contracts_hold():
 
 def test_reading_records_and_tables_loads_no_torch_and_no_engine():
     """What only reads records (the tables, the summary, MLflow tracking, `results`, the sweep callback, the SLURM
-    launcher) imports in a fresh interpreter without torch or any engine library."""
+    launcher) imports in a fresh interpreter without torch or any engine library (the callback imports the
+    bundler only when select.bundle asks for one)."""
     code = (
         "import sys\n"
         "import unet_pipeline.report, unet_pipeline.record, unet_pipeline.results, unet_pipeline.callbacks\n"

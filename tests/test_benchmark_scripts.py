@@ -26,6 +26,7 @@ QUICK = [
         ("engines.py", "x PyTorch eager fp32"),
         ("vs_benchmark_app.py", "img/s benchmark_app"),
         ("pipeline.py", "e2e / engine warm"),
+        ("segment.py", "x job e2e"),
     ],
 )
 def test_benchmark_script_prints_ratios(script, expect):
@@ -46,7 +47,16 @@ def test_agreement_script_on_the_demo():
     assert "pytorch-eager" in proc.stdout and "openvino" in proc.stdout
 
 
-SCRIPTS = ["perf.py", "engines.py", "vs_benchmark_app.py", "pipeline.py", "agreement.py", "cuda.py", "scales.py"]
+SCRIPTS = [
+    "perf.py",
+    "engines.py",
+    "vs_benchmark_app.py",
+    "pipeline.py",
+    "agreement.py",
+    "cuda.py",
+    "scales.py",
+    "segment.py",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

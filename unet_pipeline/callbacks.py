@@ -32,6 +32,8 @@ class ResultsTableCallback(Callback):
         frame = write_tables(sweep_dir)
         print_report(frame, sweep_dir)
         chosen = recommend_sweep(sweep_dir, frame, config.select).chosen
+        if chosen is not None and config.select.bundle:
+            _bundle(sweep_dir / chosen.job, Path(config.select.bundle))
         target = _target(config)
         if target is not None:
             tracking.track_sweep(target, sweep_dir, frame, chosen.job if chosen else None)
@@ -43,3 +45,16 @@ class ResultsTableCallback(Callback):
 
 def _target(config: DictConfig) -> tracking.Target | None:
     return tracking.Target.of(config.get("logger"), config.hydra.runtime.choices, config.model.name)
+
+
+def _bundle(job_dir: Path, out: Path) -> None:
+    """select.bundle=<dir>: the chosen row's bundle; a failure is a warning (the sweep's results stand)."""
+    from unet_pipeline.core import PipelineError
+    from unet_pipeline.deploy.bundle import make_bundle  # the engines': only when a bundle is asked for
+
+    try:
+        print(
+            f"bundle: {make_bundle(job_dir, out)} (python -m unet_pipeline.segment bundle={out} input=... output=...)"
+        )
+    except PipelineError as exc:
+        print(f"warning: select.bundle={out}: {exc}", file=sys.stderr)

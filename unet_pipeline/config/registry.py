@@ -17,6 +17,7 @@ from unet_pipeline.config.schema import (
     OnnxRuntimeEngineConfig,
     OpenVINOEngineConfig,
     PipelineConfig,
+    SegmentConfig,
     TorchEngineConfig,
 )
 
@@ -69,6 +70,13 @@ def register_configs() -> None:
     cs.store(name="engine_onnxruntime_schema", node=OnnxRuntimeEngineConfig)
     cs.store(name="engine_torch_schema", node=TorchEngineConfig)
     cs.store(name="engine_magicmind_schema", node=MagicMindEngineConfig)
+
+
+def register_segment_configs() -> None:
+    """`segment`'s schema in the pipeline schema's place: conf/segment.yaml includes the pipeline's primary config
+    (every group, its values) and adds its own keys, which the pipeline's schema would refuse."""
+    register_configs()
+    ConfigStore.instance().store(name="pipeline_schema", node=SegmentConfig)
 
 
 def hydra_main(config_name: str, register: Callable[[], None] = register_configs):

@@ -21,11 +21,12 @@ _CAR_ID = re.compile(r"^(?P<car>.+)_\d+$")
 
 @dataclass(frozen=True)
 class Sample:
-    """One image/mask pair; `id` is the file stem, e.g. `0cdf5b5d0ce1_01`."""
+    """One image and its mask (None for an image to segment that has none); `id` is the file stem, e.g.
+    `0cdf5b5d0ce1_01`, or its path relative to the folder segmented."""
 
     id: str
     image: Path
-    mask: Path
+    mask: Path | None = None
 
     @property
     def car(self) -> str:

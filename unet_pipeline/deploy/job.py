@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
@@ -21,7 +20,14 @@ from unet_pipeline.core import BudgetNotMet, PipelineError, file_sha256, isa, on
 from unet_pipeline.data import InputCache
 from unet_pipeline.deploy.artifacts import export_and_build
 from unet_pipeline.deploy.keys import RANDOM_WEIGHTS
-from unet_pipeline.deploy.spec import build_spec, caches_inputs, for_cpu, preprocessing, skips_bad_samples
+from unet_pipeline.deploy.spec import (
+    build_spec,
+    caches_inputs,
+    for_cpu,
+    instantiate_engine,
+    preprocessing,
+    skips_bad_samples,
+)
 from unet_pipeline.deploy.stages.benchmark import benchmark_job, device_lock, gpu_name
 from unet_pipeline.deploy.stages.evaluate import Evaluation, evaluate, pad_batch
 from unet_pipeline.deploy.stages.feed import check_settings as check_feed_settings
@@ -48,7 +54,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     with record.timed("data"):
         selected = _select(cfg, spec, record)
     with record.timed("load_model"):
-        net = _load_model(cfg.model, record)
+        net = load_model(cfg.model, record)
     artifact = export_and_build(cfg, engine, spec, net, selected, out_dir, record, int8_kind)
     with record.timed("load_engine"):
         session = _load_session(cfg, engine, artifact, spec, record)
@@ -61,7 +67,7 @@ def _prepare(cfg: DictConfig, record: JobRecord) -> tuple[Engine, BuildSpec, str
     """Everything refused before any work: ranges, the engine and what it can run, the int8 overflow fix for this
     CPU, the feed's settings; (engine, the request as the engine will build it, this CPU's int8 class)."""
     check_ranges(cfg)
-    engine = _engine(cfg)
+    engine = instantiate_engine(cfg)
     record.job.engine, record.job.engine_version = engine.name, engine.version()
     record.engine_settings = engine.settings()
     spec = build_spec(cfg)
@@ -140,20 +146,6 @@ def _measure(
             record.saved = {"masks": saved.masks, "overlays": saved.overlays, "predictions": saved.predictions}
 
 
-def _engine(cfg: DictConfig) -> Engine:
-    """The configured engine; a missing library is a one-line error naming it."""
-    try:
-        return hydra.utils.instantiate(cfg.engine)
-    except hydra.errors.InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ModuleNotFoundError):
-            raise PipelineError(
-                f"engine {cfg.engine._target_.rsplit('.', 1)[-1]} needs the Python package "
-                f"'{cause.name}', which is not installed; install it or choose another engine=..."
-            ) from exc
-        raise
-
-
 def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path, record: JobRecord) -> None:
     """dry_run=true: everything the job would build from, reviewed before spending device time."""
     selected = _select(cfg, spec, record)
@@ -176,7 +168,7 @@ def _write_plan(cfg: DictConfig, engine: Engine, spec: BuildSpec, out_dir: Path,
     record.notes.append(f"dry run: plan written to {PLAN_FILE}, nothing built or run")
 
 
-def _load_model(model_cfg: DictConfig, record: JobRecord) -> torch.nn.Module:
+def load_model(model_cfg: DictConfig, record: JobRecord) -> torch.nn.Module:
     """The configured weights, or seeded random ones for `model.checkpoint=random` (speed-only runs)."""
     checkpoint = model_cfg.checkpoint
     if not checkpoint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import hydra
 from omegaconf import DictConfig
 
 from unet_pipeline.core import Int8Isa, PipelineError
@@ -92,3 +93,17 @@ def skips_bad_samples(cfg: DictConfig) -> bool:
 def caches_inputs(cfg: DictConfig) -> bool:
     """data.cache_inputs=true shares decoded inputs through cache.dir (so not with cache.enabled=false)."""
     return bool(cfg.data.cache_inputs and cfg.cache.enabled)
+
+
+def instantiate_engine(cfg: DictConfig) -> Engine:
+    """The configured engine; a missing library is a one-line error naming it."""
+    try:
+        return hydra.utils.instantiate(cfg.engine)
+    except hydra.errors.InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModuleNotFoundError):
+            raise PipelineError(
+                f"engine {cfg.engine._target_.rsplit('.', 1)[-1]} needs the Python package "
+                f"'{cause.name}', which is not installed; install it or choose another engine=..."
+            ) from exc
+        raise

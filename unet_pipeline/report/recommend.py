@@ -213,7 +213,7 @@ def _speed(c: Candidate) -> str:
 
 
 def _constraints(select) -> dict[str, Any]:
-    keys = ("max_dice_drop", "max_image_drop", "min_throughput", "max_p99_ms")
+    keys = ("max_dice_drop", "max_image_drop", "min_throughput", "max_p99_ms")  # (select.bundle: where, not which)
     return {key: getattr(select, key) for key in keys}
 
 
@@ -326,4 +326,6 @@ def recommend_sweep(root: Path, frame: pd.DataFrame, select) -> Recommendation:
     rec = recommend(frame, select)
     write_recommendation(root, rec)
     print("\n".join(lines(rec)))
+    if rec.chosen is not None:
+        print(f"  bundle it: python -m unet_pipeline.bundle {root / rec.chosen.job} -o <dir> (or select.bundle=<dir>)")
     return rec

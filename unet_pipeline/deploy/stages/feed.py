@@ -55,6 +55,7 @@ class Batch:
     mask_pixels: np.ndarray  # (n,) foreground pixels of each mask (Dice's |T|, counted by the worker)
     full_masks: list[np.ndarray] | None = None  # (n) {0,1} masks at the source frame size, for full-resolution Dice
     skipped: list[dict[str, str]] = field(default_factory=list)  # data.on_bad_sample=skip: {"id", "error"}
+    sources: list[tuple[int, int]] | None = None  # (n) each image's own (height, width), where images were decoded
 
 
 class _Slot:
@@ -89,9 +90,10 @@ class Feeder:
         prep: Preprocessing = DEFAULT_PREP,
         input_cache: InputCache | None = None,
         full_masks: bool = False,
+        masks: bool = True,
     ):
         self.spec, self.skip_bad, self.prep, self.input_cache = spec, skip_bad, prep, input_cache
-        self.full_masks = full_masks
+        self.full_masks, self.masks = full_masks, masks  # masks=False: images alone (segmenting new images)
         self.chunks = [samples[i : i + spec.batch] for i in range(0, len(samples), spec.batch)]
         check_settings(workers, ahead)
         self.workers = workers
@@ -143,6 +145,8 @@ class Feeder:
         """Per sample, its tasks: one from the input cache, else image and mask apart (run in parallel)."""
         if self.input_cache is not None:
             return [[self._cached_task(s, slot, row)] for row, s in enumerate(chunk)]
+        if not self.masks:
+            return [[self._image_task(s, slot, row)] for row, s in enumerate(chunk)]
         return [[self._image_task(s, slot, row), self._mask_task(s, slot, row)] for row, s in enumerate(chunk)]
 
     @staticmethod
@@ -156,6 +160,7 @@ class Feeder:
         move the good rows together and zero the padding rows."""
         good: list[int] = []
         skipped: list[dict[str, str]] = []
+        sources: list[tuple[int, int]] = []
         for row, (sample, results) in enumerate(zip(chunk, outcomes, strict=True)):
             try:
                 values = [_value(outcome) for outcome in results]
@@ -165,6 +170,7 @@ class Feeder:
                         f"mask {sample.mask} is {mw}x{mh} but its image is {iw}x{ih}; masks must match their images"
                     )
                 good.append(row)
+                sources.append(values[0])
             except BadSampleError as exc:
                 if not self.skip_bad:
                     raise
@@ -184,6 +190,7 @@ class Feeder:
             mask_pixels=slot.mask_pixels[:n],
             full_masks=list(slot.full_masks[:n]) if self.full_masks else None,
             skipped=skipped,
+            sources=None if self.input_cache is not None else sources,
         )
 
     def _run_inline(self, tasks: list[list[Task]]) -> list[list[object]]:

@@ -28,7 +28,8 @@ class Saved:
     predictions: int = 0
 
 
-def _png(path: Path, labels: np.ndarray) -> None:
+def write_mask_png(path: Path, labels: np.ndarray) -> None:
+    """A label map as a PNG of 0 (background) and 255 (car), written atomically."""
     ok, encoded = cv2.imencode(".png", (labels > 0).astype(np.uint8) * 255)
     assert ok, "PNG encoding of a uint8 image cannot fail"
     write_atomic(path, encoded.tobytes())
@@ -70,14 +71,14 @@ def save_outputs(
         logits = session.infer(pad_batch(np.stack(inputs), spec))[: len(chunk)]
         for sample, one in zip(chunk, logits, strict=True):
             if overlays:
-                _png(out_dir / PREDICTIONS_DIR / f"{sample.id}.png", predict_labels(one[None])[0])
+                write_mask_png(out_dir / PREDICTIONS_DIR / f"{sample.id}.png", predict_labels(one[None])[0])
                 saved.predictions += 1
             if not masks and sample.id not in worst:
                 continue
             photo = read_image(sample.image)
             labels = upsampled_labels(one, *photo.shape[:2])  # as full-resolution Dice
             if masks:
-                _png(out_dir / MASKS_DIR / f"{sample.id}.png", labels)
+                write_mask_png(out_dir / MASKS_DIR / f"{sample.id}.png", labels)
                 saved.masks += 1
             if sample.id in worst:
                 path = out_dir / OVERLAYS_DIR / f"{sample.id}.jpg"
