@@ -162,3 +162,20 @@ def test_kill_9_then_a_rerun_leaves_a_complete_uncorrupted_output(bundled_job, t
     assert not list(out.rglob("*.tmp"))
     rows = list(csv.DictReader((out / "rle.csv").open()))
     assert sorted(r["img"] for r in rows) == sorted(p.name for p in many.iterdir())
+
+
+def test_without_a_bundle_the_configuration_is_built_or_taken_from_the_cache(bundled_job, tmp_path, tiny_dataset,
+                                                                             tiny_checkpoint):  # fmt: skip
+    """`model=... precision=...` instead of `bundle=`: the artifact a job of that configuration would use (here the
+    bundled job's, from the same cache), so the masks are the same."""
+    _, _, images, _, bundle = bundled_job
+    from .conftest import tiny_overrides
+
+    out, again = tmp_path / "from_bundle", tmp_path / "from_config"
+    assert _segment(tmp_path, f"bundle={bundle}", f"input={images}", f"output={out}").returncode == 0
+    config = [*tiny_overrides(tiny_dataset, tiny_checkpoint), "precision=qint8_mixed_float32", "batch=2"]
+    proc = _segment(tmp_path, *config, f"input={images}", f"output={again}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    about = json.loads((again / "segment.json").read_text())
+    assert about["cache"]["engine"]["hit"] is True  # the job's own artifact, not a rebuild
+    assert all(np.array_equal(_png(p), _png(again / p.name)) for p in out.glob("*.png"))
