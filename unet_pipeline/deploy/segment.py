@@ -88,7 +88,7 @@ def segment(
     check_output(request.input, request.output, request.output_format)
     samples = list_images(request.input, request.masks, request.shard, request.num_shards)
     outputs = Outputs(request.output, request.output_format, shard_suffix(request.shard, request.num_shards))
-    outputs.open(request.overwrite)
+    outputs.open(request.overwrite, samples)
     result = SegmentResult(images=len(samples))
     todo = [s for s in samples if request.overwrite or not outputs.done(s, _name(request, s))]
     result.already_done = len(samples) - len(todo)

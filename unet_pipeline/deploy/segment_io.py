@@ -88,12 +88,15 @@ class Outputs:
     def csv_path(self) -> Path:
         return self.root / f"rle{self.suffix}.csv"
 
-    def open(self, overwrite: bool) -> None:
-        """Create the output folder; remove the temporary files a killed run left (never a finished output);
-        reopen the CSV keeping its whole rows (a torn last line is cut off), or start it afresh with `overwrite`."""
+    def open(self, overwrite: bool, samples: list[Sample]) -> None:
+        """Create the output folder; remove the temporary files a killed run of this shard left (never a finished
+        output, nor another shard's file in flight); reopen the CSV keeping its whole rows (a torn last line is cut
+        off), or start it afresh with `overwrite`."""
         self.root.mkdir(parents=True, exist_ok=True)
+        mine = {self.png_path(s) for s in samples} | {self.csv_path()}
         for stale in self.root.rglob(".*.tmp"):  # write_atomic's temporaries: `.<name>.<random>.tmp`
-            stale.unlink(missing_ok=True)
+            if stale.parent / stale.name[1:].rsplit(".", 2)[0] in mine:
+                stale.unlink(missing_ok=True)
         if not self.rle:
             return
         path = self.csv_path()
