@@ -5,7 +5,7 @@
 
 Runs one pipeline job (fp32, OpenVINO by default, `model.resize=pil_bicubic` unless given) and, for the same
 weights and images, PyTorch eager on milesial's `BasicDataset.preprocess` with milesial's Dice
-(unet_pipeline/reference.py). Prints both means, the largest per-image difference and its paired interval;
+(unet_pipeline/metrics/reference.py). Prints both means, the largest per-image difference and its paired interval;
 exits 1 if the means differ by more than 0.0001.
 """
 

@@ -14,6 +14,7 @@ from unet_pipeline import preflight
 from unet_pipeline.config.registry import hydra_main, register_segment_configs
 from unet_pipeline.core import PipelineError
 from unet_pipeline.deploy.segment import SegmentRequest, segment
+from unet_pipeline.deploy.segment_io import shard_suffix
 from unet_pipeline.deploy.serving import from_bundle, from_config
 
 SKIPPED_EXIT = 3
@@ -48,7 +49,8 @@ def main(cfg: DictConfig) -> None:
     print(f"segmented {result.segmented} of {result.images} images ({result.already_done} already there) in "
           f"{result.seconds:.1f} s: {result.throughput_ips:.3g} img/s{dice}; masks: {request.output}")  # fmt: skip
     if result.skipped:
-        skipped = f"{len(result.skipped)} unreadable image(s) skipped: {request.output}/skipped.csv"
+        listed = request.output / f"skipped{shard_suffix(request.shard, request.num_shards)}.csv"
+        skipped = f"{len(result.skipped)} unreadable image(s) skipped: {listed}"
         print(f"warning: {skipped}", file=sys.stderr)
         sys.exit(SKIPPED_EXIT)
 

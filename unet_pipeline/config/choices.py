@@ -75,7 +75,7 @@ class DropMetric(str, Enum):
 
 
 class OverflowFix(str, Enum):
-    """7-bit int8 weights against u8 x s8 saturation on CPUs without VNNI (unet_pipeline/isa.py)."""
+    """7-bit int8 weights against u8 x s8 saturation on CPUs without VNNI (unet_pipeline/core/isa.py)."""
 
     auto = "auto"  # each engine decides for the CPU it builds on (the table and result.json say what and why)
     enable = "enable"  # 7-bit weights in every layer (ONNX Runtime reduce_range=True, NNCF OverflowFix.ENABLE)

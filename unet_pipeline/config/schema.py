@@ -84,7 +84,7 @@ class DeviceConfig:
 
 @dataclass
 class SyntheticConfig:
-    """Generate the dataset on first use (unet_pipeline/synthetic.py), only into `root`."""
+    """Generate the dataset on first use (unet_pipeline/data/synthetic.py), only into `root`."""
 
     root: str | None = None  # the directory the pipeline owns for it: nothing is generated anywhere else
     cars: int = 24
@@ -198,7 +198,7 @@ class SelectConfig:
 
 @dataclass
 class LoggerConfig:
-    """conf/logger/*.yaml: experiment tracking (unet_pipeline/tracking.py)."""
+    """conf/logger/*.yaml: experiment tracking (unet_pipeline/report/tracking.py)."""
 
     name: LoggerKind = LoggerKind.none
     tracking_uri: str | None = None

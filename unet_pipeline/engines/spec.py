@@ -60,7 +60,7 @@ class QuantOptions:
     keep_float: tuple[str, ...] = ()  # compute layers left in float: names, positions (0, -1) or first/last
     max_dice_drop: float | None = None  # accuracy-aware quantization budget (absolute Dice on validation images)
     drop_metric: str = "mean"  # what the budget bounds: mean | worst_image (the largest single-image drop)
-    # 7-bit weights against u8 x s8 saturation (isa.py): enable (every layer) | first_layer | disable, or auto
+    # 7-bit weights against u8 x s8 saturation (core/isa.py): enable (every layer) | first_layer | disable, or auto
     # until `Engine.overflow_fix` resolves it for the CPU the artifact is built for
     overflow_fix: str = "auto"
     # after calibration, biases re-fitted to undo int8's shift of each layer's mean output: default (the

@@ -119,7 +119,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     run = start_run(cfg, len(data.x_train))
     if tc.resume:
         resume(run, tc)
-    bf16 = use_bf16(tc.amp)
+    bf16 = use_bf16(str(tc.amp.value))
     for epoch in range(run.start_epoch, tc.epochs):
         started = time.perf_counter()
         losses = train_epoch(run, data, tc, bf16, epoch)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from unet_pipeline.config import DataConfig, ModelConfig, register_configs
+
+
+class AmpMode(str, Enum):
+    """train.amp: mixed precision of the forward pass."""
+
+    auto = "auto"  # bf16 autocast where the CPU has native bf16, else float32
+    bf16 = "bf16"  # bf16 autocast, refused where the CPU has no native bf16
+    off = "off"  # float32
 
 
 @dataclass
@@ -31,7 +40,7 @@ class TrainSettings:
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    amp: str = "auto"
+    amp: AmpMode = AmpMode.auto
     val_fraction: float = 0.1
     hflip: bool = True
     photometric: PhotometricSettings = field(default_factory=PhotometricSettings)

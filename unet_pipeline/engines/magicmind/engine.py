@@ -1,4 +1,4 @@
-"""MagicMind on Cambricon MLU: the thin SDK adapter around the plan in magicmind_plan.py.
+"""MagicMind on Cambricon MLU: the thin SDK adapter around the plan in plan.py.
 
 Written against the Python API as Cambricon's samples use it (`magicmind.python.runtime`); the SDK ships
 only in Cambricon's images, so this project has not run it on MLU hardware. Its call sequence is tested
