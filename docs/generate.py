@@ -170,6 +170,13 @@ def _benchmark_table(frame: pd.DataFrame) -> list[str]:
     return ["| " + " | ".join(h for h, _ in SHOWN) + " |", "|" + "---|" * len(SHOWN), *rows]
 
 
+def _config_link(experiment: str) -> str:
+    """The experiment overlay's entry in the config reference, where the sweep is one; else the whole reference."""
+    if (CONF / "experiment" / f"{experiment}.yaml").is_file():
+        return f"[experiment={experiment}](../reference/config.md#experiment{experiment})"
+    return "[every key it sets](../reference/config.md)"
+
+
 def benchmark_pages() -> dict[Path, str]:
     """docs/benchmarks/index.md and one page per measured machine, from the committed result files."""
     machines = sorted(p for p in RESULTS.iterdir() if p.is_dir()) if RESULTS.is_dir() else []
@@ -195,7 +202,7 @@ def benchmark_pages() -> dict[Path, str]:
                      f"{facts['cpu_model']}, {facts['cpu_count']} cores, flags {', '.join(facts['cpu_flags'])}; "
                      f"{versions}; measured {facts['measured']}.", "",
                      "Command: `python -m unet_pipeline -m " + " ".join(facts["overrides"]) + "` "
-                     "([the experiment's config](../reference/config.md)).", "",
+                     f"({_config_link(experiment.name)}).", "",
                      *_benchmark_table(pd.read_csv(experiment / "results.csv")), ""]  # fmt: skip
         pages[DOCS / "benchmarks" / f"{machine.name}.md"] = "\n".join(page).rstrip() + "\n"
     if not machines:
