@@ -147,7 +147,7 @@ def _sweep_overrides(sweep: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     recorded = OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.task
-    kept = [o for o in recorded if not o.startswith(("hydra.sweep.dir", "progress"))]
+    kept = [o for o in recorded if not o.startswith(("hydra.sweep.dir", "progress", "force"))]
     return ["data.root=/data/carvana" if o.startswith("data.root=") else o for o in kept]  # where the data were: ours
 
 
