@@ -45,7 +45,7 @@ PLAN_FILE = "plan.json"
 
 def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
     """Checks, then data, weights, artifact, session, and the measurements under the device lock."""
-    engine, spec, int8_kind = _prepare(cfg, record)
+    engine, spec, int8_kind = prepare(cfg, record)
     if cfg.dry_run:
         _write_plan(cfg, engine, spec, out_dir, record)
         return
@@ -63,7 +63,7 @@ def _run_stages(cfg: DictConfig, out_dir: Path, record: JobRecord) -> None:
         _measure(cfg, engine, session, artifact, spec, selected, out_dir, record)
 
 
-def _prepare(cfg: DictConfig, record: JobRecord) -> tuple[Engine, BuildSpec, str]:
+def prepare(cfg: DictConfig, record: JobRecord) -> tuple[Engine, BuildSpec, str]:
     """Everything refused before any work: ranges, the engine and what it can run, the int8 overflow fix for this
     CPU, the feed's settings; (engine, the request as the engine will build it, this CPU's int8 class)."""
     check_ranges(cfg)

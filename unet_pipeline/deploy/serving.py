@@ -8,12 +8,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from unet_pipeline.core import isa
 from unet_pipeline.data import Preprocessing
 from unet_pipeline.deploy.artifacts import export_and_build
 from unet_pipeline.deploy.bundle import load_bundle
-from unet_pipeline.deploy.job import load_model
-from unet_pipeline.deploy.spec import build_spec, for_cpu, instantiate_engine, preprocessing
+from unet_pipeline.deploy.job import load_model, prepare
+from unet_pipeline.deploy.spec import preprocessing
 from unet_pipeline.deploy.stages.evaluate import pad_batch
 from unet_pipeline.deploy.stages.image_sets import Selection, select_evaluation, select_quantizer_images
 from unet_pipeline.engines import BuildSpec, Session
@@ -33,18 +32,13 @@ def from_config(cfg: DictConfig, run_dir: Path) -> tuple[Session, BuildSpec, Pre
     """The configuration's artifact through the artifact cache (calibration images from data.root for int8), its
     session warmed up, and what segment.json says of it (a job record of the build, kept in the run dir)."""
     record = JobRecord.start(cfg, [])
-    engine = instantiate_engine(cfg)
-    spec = build_spec(cfg)
-    engine.check(spec)
-    host = isa.host()
-    spec, overflow = for_cpu(engine, spec, host)
-    record.quantization = {"overflow_fix": overflow} if overflow else None
+    engine, spec, int8_kind = prepare(cfg, record)  # as a pipeline job refuses and resolves it
     engine.require_runtime()
     selected = Selection([], {}, [])
     if spec.precision.needs_calibration:
         selected = select_quantizer_images(cfg, spec, select_evaluation(cfg, spec))
     net = load_model(cfg.model, record)
-    artifact = export_and_build(cfg, engine, spec, net, selected, run_dir, record, host.kind)
+    artifact = export_and_build(cfg, engine, spec, net, selected, run_dir, record, int8_kind)
     session = engine.load(artifact, spec)
     session.infer(pad_batch(spec.zeros(spec.batch), spec))
     about = {

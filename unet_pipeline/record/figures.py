@@ -35,7 +35,8 @@ class EngineTiming:
     skipped: str | None = None  # async not timed, and why
 
     def to_dict(self) -> dict[str, Any]:
-        return _present(asdict(self), tuple(asdict(self)))
+        """Only the figures this measurement has (a skipped async one: mode, requests, skipped)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 @dataclass
