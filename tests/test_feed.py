@@ -13,7 +13,7 @@ from unet_pipeline.data import DEFAULT_PREP, list_samples, load_pair, read_mask
 from unet_pipeline.data.input_cache import HEADER, InputCache
 from unet_pipeline.deploy.stages.feed import Feeder
 from unet_pipeline.engines import BuildSpec, Precision
-from unet_pipeline.metrics import dice_of_batch, dice_per_image, predict_labels
+from unet_pipeline.metrics import BlockCounts, dice_of_batch, dice_per_image, predict_labels
 
 from .test_data import data_cfg
 
@@ -79,44 +79,53 @@ def test_input_cache_feeds_the_same_batches(samples, tmp_path, input_format):
 def test_source_size_masks_are_the_decoded_ones_cached_or_not(samples, tmp_path, cached):
     """Full-resolution Dice's ground truth: the mask as decoded, also when a warm input cache feeds the batch
     (its entry holds the mask bit-packed at the source size, so no GIF is decoded again)."""
-    cache = InputCache(tmp_path, HW, DEFAULT_PREP) if cached else None
+    cache = InputCache(tmp_path, HW, DEFAULT_PREP, BlockCounts(HW)) if cached else None
     for _ in range(2 if cached else 1):  # cold, then warm
         batches = list(Feeder(samples, spec(3), 2, 1, skip_bad=False, input_cache=cache, full_masks=True))
         got = [mask for batch in batches for mask in batch.full_masks]
         assert len(got) == len(samples)
         for sample, mask in zip(samples, got, strict=True):
-            assert mask.dtype == np.uint8 and np.array_equal(mask, read_mask(sample.mask))
+            decoded = read_mask(sample.mask)
+            assert np.array_equal(mask.unpacked(), decoded) and mask.pixels == np.count_nonzero(decoded)
+            assert np.array_equal(mask.blocks, BlockCounts(HW)(decoded))  # what full-res Dice sums by cell
     assert cache is None or cache.record() == {"hits": len(samples), "misses": len(samples)}
 
 
-@pytest.mark.parametrize("damage", ["flip a pixel", "flip a source mask bit", "truncate", "other size", "not an entry"])
+DAMAGES = ["flip a pixel", "flip a source mask bit", "flip a block count", "truncate", "other size", "not an entry"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_input_cache_entry_is_recomputed_never_trusted(samples, tmp_path, damage):
-    first = InputCache(tmp_path, HW, DEFAULT_PREP)
+    first = InputCache(tmp_path, HW, DEFAULT_PREP, BlockCounts(HW))
     pixels, mask = np.empty((*HW, 3), np.uint8), np.empty(HW, np.uint8)
     full = first.read_into(samples[0], pixels, mask, full_mask=True)
-    assert np.array_equal(full, read_mask(samples[0].mask))
+    decoded = read_mask(samples[0].mask)
+    assert np.array_equal(np.unpackbits(full.packed)[: decoded.size].reshape(decoded.shape), decoded)
     (entry,) = (tmp_path / "inputs").glob("*.bin")
     data = bytearray(entry.read_bytes())
     if damage == "flip a pixel":
         data[HEADER.size + 5] ^= 1  # same size, valid header: only the checksum can tell
     elif damage == "flip a source mask bit":
-        data[-3] ^= 4  # the packed source-size mask, last in the entry
+        data[HEADER.size + pixels.nbytes + mask.nbytes + 2] ^= 4  # the packed source-size mask
+    elif damage == "flip a block count":
+        data[-3] ^= 4  # the mask's counts per model cell, last in the entry
     elif damage == "truncate":
         del data[-10:]
     elif damage == "other size":  # a well-formed entry of another model size, as many bytes, under this key
         hw = (HW[0] // 2, HW[1] * 2)
-        InputCache(tmp_path / "other", hw, DEFAULT_PREP).read_into(
+        InputCache(tmp_path / "other", hw, DEFAULT_PREP, BlockCounts(hw)).read_into(
             samples[0], np.empty((*hw, 3), np.uint8), np.empty(hw, np.uint8)
         )
         data = bytearray(next((tmp_path / "other" / "inputs").glob("*.bin")).read_bytes())
     else:
         data[:8] = b"PK\x03\x04junk"[:8]
     entry.write_bytes(bytes(data))
-    again = InputCache(tmp_path, HW, DEFAULT_PREP)
+    again = InputCache(tmp_path, HW, DEFAULT_PREP, BlockCounts(HW))
     got_pixels, got_mask = np.full_like(pixels, 7), np.full_like(mask, 7)
     got_full = again.read_into(samples[0], got_pixels, got_mask, full_mask=True)
     assert again.record() == {"hits": 0, "misses": 1}
-    assert np.array_equal(got_pixels, pixels) and np.array_equal(got_mask, mask) and np.array_equal(got_full, full)
+    assert np.array_equal(got_pixels, pixels) and np.array_equal(got_mask, mask)
+    assert np.array_equal(got_full.packed, full.packed) and np.array_equal(got_full.summary, full.summary)
     assert entry.read_bytes() != bytes(data)  # rewritten whole
     again.read_into(samples[0], got_pixels, got_mask)
     assert again.record() == {"hits": 1, "misses": 1}

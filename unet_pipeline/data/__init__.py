@@ -2,7 +2,7 @@
 and the model's preprocessing contract; the input cache and the synthetic demo set."""
 
 from unet_pipeline.data.images import read_image, read_mask, resize_mask
-from unet_pipeline.data.input_cache import InputCache
+from unet_pipeline.data.input_cache import InputCache, MaskSummary, SourceMask
 from unet_pipeline.data.preprocessing import (
     DEFAULT_PREP,
     Preprocessing,
@@ -29,8 +29,10 @@ from unet_pipeline.data.synthetic import ensure_configured, is_generated, plan_d
 __all__ = [
     "DEFAULT_PREP",
     "InputCache",
+    "MaskSummary",
     "Preprocessing",
     "Sample",
+    "SourceMask",
     "car_id",
     "ensure_configured",
     "held_out_cars",

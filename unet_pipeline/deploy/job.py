@@ -35,6 +35,7 @@ from unet_pipeline.deploy.stages.image_sets import Selection, select_evaluation,
 from unet_pipeline.deploy.stages.save import save_outputs
 from unet_pipeline.deploy.stages.verify import refuse_unrunnable_precision, verify_compiled
 from unet_pipeline.engines import BuildSpec, Engine, Session
+from unet_pipeline.metrics import BlockCounts
 from unet_pipeline.model import build_unet, for_deployment, load_unet
 from unet_pipeline.record import RESULT_FILE, JobRecord, completed_before, write_per_image
 
@@ -110,7 +111,8 @@ def _measure(
 ) -> None:
     """Inference over every evaluation image (Dice and the end-to-end figures), the benchmark, the pictures."""
     samples = selected.evaluation
-    inputs = InputCache(cfg.cache.dir, spec.input_hw, preprocessing(cfg)) if caches_inputs(cfg) else None
+    summary = BlockCounts(spec.input_hw)  # kept beside each mask, for full-resolution Dice
+    inputs = InputCache(cfg.cache.dir, spec.input_hw, preprocessing(cfg), summary) if caches_inputs(cfg) else None
 
     def end_to_end() -> Evaluation:
         return evaluate(

@@ -15,7 +15,7 @@ from unet_pipeline.core import write_atomic
 from unet_pipeline.data import DEFAULT_PREP, Preprocessing, Sample, load_input, read_image, read_mask
 from unet_pipeline.deploy.stages.evaluate import pad_batch
 from unet_pipeline.engines import BuildSpec, Session
-from unet_pipeline.metrics import predict_labels, upsampled_labels
+from unet_pipeline.metrics import fast_upsampled_labels, predict_labels
 
 MASKS_DIR, OVERLAYS_DIR, PREDICTIONS_DIR = "masks", "overlays", "predictions"
 PREDICTED, TRUTH = (0, 0, 255), (0, 255, 0)  # BGR: predicted outline red, ground truth green
@@ -76,7 +76,7 @@ def save_outputs(
             if not masks and sample.id not in worst:
                 continue
             photo = read_image(sample.image)
-            labels = upsampled_labels(one, *photo.shape[:2])  # as full-resolution Dice
+            labels = fast_upsampled_labels(one, *photo.shape[:2])  # as full-resolution Dice
             if masks:
                 write_mask_png(out_dir / MASKS_DIR / f"{sample.id}.png", labels)
                 saved.masks += 1
