@@ -9,10 +9,11 @@ Side by side in one run, each printed with its ratios and the Dice of every row:
    int8 and bf16 (fp32 where the CPU has no native bf16), each with its default `model.align` and
    `model.input_format` (int8: aligned to 32 and fed uint8 NHWC; bf16: neither); warm
    (`data.cache_inputs=true`, the input cache filled first: what every job of a sweep sees after the first at its
-   size) and cold (`data.cache_inputs=false`: every JPEG and GIF mask decoded in the timed loop). Targets
-   (>= 0.85 at 320x479, >= 0.95 at 640x959) are checked warm; cold is printed beside it with the host CPU time
-   per image that explains it. Each job alternates seven end-to-end passes with seven engine-only rounds
-   (`benchmark.repeats=7`; three in the other sections) and takes the median ratio pass by pass: this
+   size) and cold (`data.cache_inputs=false`: every JPEG and GIF mask decoded in the timed loop). Warm, the
+   target is >= 0.95 at both sizes (host work within 5 % of the engine's); cold, >= 0.9 of the bound the cores
+   allow when engine and host share them, cores / (engine core-ms + host core-ms per image), printed beside
+   it with the host CPU time per image that sets it. Each job alternates seven end-to-end passes with seven
+   engine-only rounds (`benchmark.repeats=7`; three in the other sections) and takes the median ratio pass by pass: this
    machine's speed drifts by 10-30 % within a minute;
 2. model.align=32 / unaligned, engine-only, on the held-out images (target >= 1.5x, Dice within 0.0005), and the
    pipeline end to end, aligned, against the unaligned engine alone;
@@ -34,7 +35,7 @@ import time
 import pandas as pd
 from _sweep import data_overrides, run_sweep, script_overrides
 
-E2E_TARGET = {320: 0.85, 640: 0.95}
+E2E_TARGET = {320: 0.95, 640: 0.95}  # warm: host work within 5 % of the engine's
 ALIGN_TARGET, DICE_TOLERANCE = 1.5, 0.0005
 HELD_OUT = ["calibration.num_samples=16", "shape=static"]  # Dice on the 96 images of the held-out cars
 
@@ -48,6 +49,18 @@ REPEATED, E2E_REPEATED = repeated(3), repeated(7)  # the e2e targets get 7 pairs
 ENGINE, E2E = "benchmark.engine.throughput_ips", "benchmark.end_to_end.throughput_ips"
 RATIO = "benchmark.end_to_end.vs_engine"
 HOST = "benchmark.end_to_end.preprocess_ms_per_image"
+POST = "benchmark.end_to_end.postprocess_ms_per_image"
+COLD_TARGET = 0.9  # of the bound the cores allow
+
+
+def core_bound(row: pd.Series, suffix: str) -> float:
+    """img/s the cores allow when the engine and the host share them: cores / (engine core-ms + host core-ms)
+    per image. The engine keeps every core busy while it runs (core-ms = cores x its ms per image); the host's
+    core-ms are the feed threads' CPU time (decode, resize, normalize) and the loop's post-processing."""
+    cores = float(row[f"machine.cpu_count{suffix}"])
+    engine_core_ms = cores * 1e3 / float(row[f"{ENGINE}{suffix}"])
+    host_core_ms = float(row[f"{HOST}{suffix}"]) + float(row[f"{POST}{suffix}"])
+    return cores * 1e3 / (engine_core_ms + host_core_ms)
 
 
 def precisions() -> str:
@@ -93,6 +106,7 @@ def e2e_table(cold: pd.DataFrame, warm: pd.DataFrame, targets: dict[int, float])
     for _, r in both.iterrows():
         ratio = {w: r[f"{RATIO} {w}"] for w in ("cold", "warm")}
         where = f"{r['input']} {r['job.precision']} b{r['job.batch']}"
+        bound = core_bound(r, " cold")
         target = targets.get(int(str(r["input"]).split("x")[0]), 0.95)
         rows.append(
             {
@@ -106,11 +120,15 @@ def e2e_table(cold: pd.DataFrame, warm: pd.DataFrame, targets: dict[int, float])
                 "e2e / engine warm": ratio["warm"],
                 "img/s e2e cold": r[f"{E2E} cold"],
                 "e2e / engine cold": ratio["cold"],
-                "host ms/img warm": r[f"{HOST} warm"],
-                "host ms/img cold": r[f"{HOST} cold"],
+                "img/s bound cold": bound,
+                "e2e / bound cold": r[f"{E2E} cold"] / bound,
+                "host ms/img warm": r[f"{HOST} warm"] + r[f"{POST} warm"],
+                "host ms/img cold": r[f"{HOST} cold"] + r[f"{POST} cold"],
                 "target": target,
             }
         )
+        if r[f"{E2E} cold"] / bound < COLD_TARGET:
+            misses.append(f"cold e2e {r[f'{E2E} cold'] / bound:.2f} of the cores' bound < {COLD_TARGET} at {where}")
         if ratio["warm"] < target:
             misses.append(f"e2e/engine {ratio['warm']:.2f} < {target} at {where}")
         dice = (r["metrics.dice cold"], r["metrics.dice warm"])
@@ -215,7 +233,8 @@ def main(argv: list[str]) -> int:
         print("\n## OpenVINO performance hint at 640x959, int8, batch 1\n\n" + hint_table(at_640, argv))
 
     if "e2e" in sections or "align" in sections:  # the align section adds its Dice misses to these
-        print("\ne2e targets (warm): " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
+        verdict = "all met" if not misses else "MISSED: " + "; ".join(misses)
+        print("\ne2e targets (warm, and cold against the cores' bound): " + verdict)
     if align_misses is not None:
         print("align target: " + ("met everywhere" if not align_misses else "MISSED: " + "; ".join(align_misses)))
     return 0

@@ -314,3 +314,32 @@ def test_openvino_says_what_float16_runs_as_without_native_float16(monkeypatch, 
     monkeypatch.setattr(engine, "native_float_types", lambda: native)
     reason = engine.precision_fallback(_spec(mode="force_float16"))
     assert reason is not None and reason.endswith(f"so it would run {instead}")
+
+
+@pytest.mark.parametrize(
+    ("mode", "flags", "align"),
+    [
+        ("qint8_mixed_float32", AVX2_EPYC, 32),  # int8: aligned on every CPU class
+        ("qint8_mixed_float32", AMX_XEON, 32),
+        ("force_bfloat16", AMX_XEON, 32),  # bf16 on AMX tiles: 1.5x aligned
+        ("force_bfloat16", AVX512_VNNI_EPYC, 0),  # bf16 without AMX: no gain
+        ("force_float32", AMX_XEON, 0),  # fp32: slower aligned
+        ("force_float16", AMX_FP16_XEON, 0),
+    ],
+)
+def test_float_align_default_is_chosen_per_cpu_class(mode, flags, align):
+    from unet_pipeline.config.registry import default_align
+
+    value, why = default_align(mode, flags)
+    assert value == align and why
+
+
+def test_the_record_says_why_align_is_what_it_is(compose_cfg):
+    from unet_pipeline.config.registry import default_align
+    from unet_pipeline.record.schema import JobInfo
+
+    cfg = compose_cfg(["precision=force_bfloat16"])
+    value, why = default_align("force_bfloat16")
+    assert cfg.model.align == value and JobInfo.of(cfg, []).align_why == f"default here: {why}"
+    forced = JobInfo.of(compose_cfg(["precision=force_bfloat16", f"model.align={32 - value}"]), [])
+    assert forced.align_why.startswith("set by the config") and forced.align == 32 - value

@@ -13,7 +13,7 @@ source = (dst + 0.5) * src/dst - 0.5, clamped to the image at its borders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -77,7 +77,7 @@ class Axis:
         return (1, 2) if self.wide else (0, 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameGrid:
     """The model's (h, w) pixels over a (height, width) frame: its cells, their frame pixels and areas."""
 
@@ -93,6 +93,16 @@ class FrameGrid:
     @property
     def frame_hw(self) -> tuple[int, int]:
         return self.rows.dst, self.cols.dst
+
+    @cached_property
+    def kernel_arguments(self) -> tuple[tuple, tuple, np.ndarray]:
+        """(rows, cols, window) as cells.cell_pass takes them."""
+        rows, cols = self.rows, self.cols
+        return (
+            (rows.starts, rows.counts, rows.cell_weight0, rows.cell_weight1),
+            (cols.starts, cols.counts, cols.cell_weight0, cols.cell_weight1),
+            np.array([*rows.window, *cols.window]),
+        )
 
     @property
     def supported(self) -> bool:

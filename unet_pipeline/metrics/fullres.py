@@ -29,7 +29,8 @@ from unet_pipeline.metrics.frame_grid import COORDINATE_SLACK, FrameGrid, FullTr
 RELATIVE_FLOOR = 2.0**-16  # a cell is clearly positive when its smallest value is above this share of its largest
 ROUNDING_MARGIN = 2.0**-18  # of the window's largest |value|: a few float32 roundings, sixteen times over
 UNSURE_ROOM = 4096  # frame pixels left to OpenCV that one image may have before it upsamples them all
-_scratch = threading.local()  # per thread: the difference map, reused (no page faults per image)
+_THRESHOLDS = np.array([RELATIVE_FLOOR, COORDINATE_SLACK, ROUNDING_MARGIN])
+_scratch = threading.local()  # per thread: the difference map and the unsure list, reused (no page faults)
 
 
 def _difference(logits: np.ndarray) -> np.ndarray | None:
@@ -48,21 +49,15 @@ def _sweep(logits: np.ndarray, grid: FrameGrid, truth: tuple, labels: np.ndarray
     difference = _difference(logits)
     if difference is None:
         return None
-    rows, cols = grid.rows, grid.cols
-    thresholds = np.array([RELATIVE_FLOOR, COORDINATE_SLACK, ROUNDING_MARGIN])
-    unsure = np.empty((UNSURE_ROOM, 2), np.int64)
-    foreground, overlap, found = cell_pass(
-        difference,
-        (rows.starts, rows.counts, rows.cell_weight0, rows.cell_weight1),
-        (cols.starts, cols.counts, cols.cell_weight0, cols.cell_weight1),
-        np.array([*rows.window, *cols.window]),
-        thresholds,
-        truth,
-        labels,
-        unsure,
-    )
+    unsure = getattr(_scratch, "unsure", None)
+    if unsure is None:
+        unsure = _scratch.unsure = np.empty((UNSURE_ROOM, 2), np.int64)
+    rows, cols, window = grid.kernel_arguments
+    foreground, overlap, found = cell_pass(difference, rows, cols, window, _THRESHOLDS, truth, labels, unsure)
     if found > UNSURE_ROOM:
         return None
+    if not found:
+        return foreground, overlap
     ys, xs = unsure[:found, 0], unsure[:found, 1]
     decided = (_resized_values(difference, grid, ys, xs) > 0).view(np.uint8)
     if labels.size:

@@ -50,6 +50,7 @@ class JobInfo:
     prefetch_batches: int = 0
     workers: int = 0
     align: int = 0
+    align_why: str = ""  # the default on this CPU for this precision, and why (config.registry.default_align)
     input_format: str = ""
     device: str = ""
     engine: str | None = None  # set when the engine is instantiated
@@ -73,6 +74,7 @@ class JobInfo:
             prefetch_batches=cfg.data.prefetch_batches,
             workers=cfg.data.workers,
             align=cfg.model.align,
+            align_why=_align_why(cfg),
             input_format=str(cfg.model.input_format.value),
             device=cfg.device.name,
             overrides=list(overrides),
@@ -210,3 +212,13 @@ def completed_before(out_dir: Path, identity: str) -> dict[str, Any] | None:
     if isinstance(previous, dict) and previous.get("status") == "completed" and previous.get("identity") == identity:
         return previous
     return None
+
+
+def _align_why(cfg: DictConfig) -> str:
+    """Why model.align is what it is: this CPU's default for the precision, or set by the config."""
+    from unet_pipeline.config.registry import default_align
+
+    value, why = default_align(cfg.precision.mode)
+    if cfg.model.align == value:
+        return f"default here: {why}"
+    return f"set by the config (the default here would be {value}: {why})"

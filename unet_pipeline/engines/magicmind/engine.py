@@ -194,7 +194,7 @@ class MagicMindEngine(Engine):
     def require_runtime(self) -> None:
         load_sdk()
 
-    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float):
+    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float, requests: int = 1):
         """Cambricon's mm_run on the built model, as the sample's perf.sh runs it."""
         return mm_run_command(artifact, spec.batch, self.settings_.device_id), parse_mm_run
 

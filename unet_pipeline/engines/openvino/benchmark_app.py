@@ -29,18 +29,22 @@ def parse_benchmark_app(output: str) -> dict[str, Any]:
     return found
 
 
-def benchmark_app_command(ir: Path, config: dict[str, Any], spec: BuildSpec, seconds: float) -> list[str]:
-    """benchmark_app on the IR saved beside the blob, with the artifact's compile properties, synchronous, for
-    `seconds` (benchmark_app 2026.4 refuses every .blob: it tests its precision options' None defaults against "")."""
+def benchmark_app_command(
+    ir: Path, config: dict[str, Any], spec: BuildSpec, seconds: float, requests: int = 1
+) -> list[str]:
+    """benchmark_app on the IR saved beside the blob, with the artifact's compile properties, for `seconds`
+    (benchmark_app 2026.4 refuses every .blob: it tests its precision options' None defaults against ""):
+    synchronous under the LATENCY hint, `requests` async requests under THROUGHPUT, as our figures are."""
     shape = "input[" + ",".join(map(str, spec.input_shape(spec.batch))) + "]"
+    throughput = config["PERFORMANCE_HINT"].upper() == "THROUGHPUT" and requests > 1
+    api = ["-api", "async", "-nireq", str(requests)] if throughput else ["-api", "sync"]
     return [
         "benchmark_app",
         "-m",
         str(ir),
         "-d",
         "CPU",
-        "-api",
-        "sync",
+        *api,
         "-t",
         str(max(1, round(seconds))),
         "-hint",

@@ -182,14 +182,15 @@ class OpenVINOEngine(Engine):
         (out_dir / META).write_text(json.dumps({"config": config, "openvino": self.version()}, indent=2))
         return out_dir / BLOB
 
-    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float):
-        """OpenVINO's benchmark_app on the same model with the same compile properties, synchronous.
+    def vendor_benchmark(self, artifact: Path, spec: BuildSpec, seconds: float, requests: int = 1):
+        """OpenVINO's benchmark_app on the same model with the same compile properties: synchronous under the
+        LATENCY hint, `requests` asynchronous requests under THROUGHPUT (as our two figures).
 
         It gets the IR saved beside the blob: benchmark_app 2026.4 refuses every .blob (it tests its
         precision options' None defaults against "").
         """
         config = json.loads((artifact.parent / META).read_text())["config"]
-        return benchmark_app_command(artifact.parent / IR, config, spec, seconds), parse_benchmark_app
+        return benchmark_app_command(artifact.parent / IR, config, spec, seconds, requests), parse_benchmark_app
 
     def load(self, artifact: Path, spec: BuildSpec) -> Session:
         meta = json.loads((artifact.parent / META).read_text())

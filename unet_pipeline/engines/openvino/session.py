@@ -70,8 +70,11 @@ class OpenVINOSession(Session):
         return count, time.perf_counter() - start
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.infer_shared(batch).copy()
+
+    def infer_shared(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch}, share_inputs=True)  # no copy of the input: the call returns when done
-        return self._request.get_output_tensor(0).data.copy()
+        return self._request.get_output_tensor(0).data  # a view of the request's output tensor
 
     def describe(self) -> dict[str, Any]:
         compiled = self._compiled
