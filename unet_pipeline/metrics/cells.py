@@ -1,10 +1,12 @@
 """The cell pass of full-resolution Dice, compiled (Numba): one sweep over the model's cells, no temporaries.
 
 Why compiled: the same steps in NumPy and OpenCV take a dozen passes over model-size arrays and thirty small
-ones over the mixed pixels, and cost as much as upsampling the whole frame (1.5-2 ms at 640x959). Here each
-cell reads its window of logit differences once: a clearly positive cell adds its frame pixels and the mask's
-block count, a cell <= 0 adds nothing, a mixed cell interpolates its frame pixels one by one (fullres.py says
-why each step is exact). Compiled once per machine and cached beside this module (or NUMBA_CACHE_DIR)."""
+ones over the mixed pixels, and cost as much as upsampling the whole frame (1.5-2 ms at 640x959). Here the
+logits are read once, row by row: each model row's foreground-minus-background difference goes into a ring of
+four rows (the most a cell's window spans), and each cell reads its window from there: a clearly positive cell
+adds its frame pixels and the mask's block count, a cell <= 0 adds nothing, a mixed cell interpolates its frame
+pixels one by one (fullres.py says why each step is exact). Compiled once per machine and cached beside this
+module (or NUMBA_CACHE_DIR)."""
 
 from __future__ import annotations
 
@@ -13,19 +15,27 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _row_window(d: np.ndarray, r: int, up: int, down: int, low: np.ndarray, high: np.ndarray) -> None:
-    """low/high[c] = min/max of d over rows r-up..r+down (clamped) at column c."""
-    last = d.shape[0] - 1
-    if up == 0 and down == 1:  # the usual window, without clamping: vectorized
-        top, bottom = d[r], d[r + 1]
-        for c in range(d.shape[1]):
-            low[c], high[c] = min(top[c], bottom[c]), max(top[c], bottom[c])
-        return
-    low[:] = d[min(max(r - up, 0), last)]
-    high[:] = low
+def _difference_row(logits: np.ndarray, i: int, out: np.ndarray) -> bool:
+    """out = logits[1, i] - logits[0, i] in float32 (as np.subtract(dtype=float32)); whether all are finite
+    (exponent bits not all set: integer tests, so that it vectorizes)."""
+    for c in range(out.shape[0]):
+        out[c] = np.float32(logits[1, i, c]) - np.float32(logits[0, i, c])
+    bits = out.view(np.int32)
+    special = 0
+    for c in range(out.shape[0]):
+        special |= (bits[c] & 0x7F800000) == 0x7F800000
+    return special == 0
+
+
+@njit(cache=True, nogil=True)
+def _row_window(ring: np.ndarray, r: int, up: int, down: int, height: int, low: np.ndarray, high: np.ndarray) -> None:
+    """low/high[c] = min/max over model rows r-up..r+down (clamped to the image) at column c, from the ring."""
+    first = ring[min(max(r - up, 0), height - 1) % 4]
+    low[:] = first
+    high[:] = first
     for i in range(r - up + 1, r + down + 1):
-        row = d[min(max(i, 0), last)]
-        for c in range(d.shape[1]):
+        row = ring[min(max(i, 0), height - 1) % 4]
+        for c in range(row.shape[0]):
             low[c] = min(low[c], row[c])
             high[c] = max(high[c], row[c])
 
@@ -50,9 +60,9 @@ def _cell_window(column: np.ndarray, left: int, right: int, out: np.ndarray, sma
 
 
 @njit(cache=True, nogil=True)
-def _usual_window(d: np.ndarray, r: int, low: np.ndarray, high: np.ndarray) -> None:
-    """low/high[c] = min/max of cell (r, c)'s four values (selects, not min(): so that it vectorizes)."""
-    top, bottom = d[r], d[r + 1]
+def _usual_window(top: np.ndarray, bottom: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """low/high[c] = min/max of cell c's four values, rows `top` and `bottom` (selects, not min(): so that it
+    vectorizes)."""
     for c in range(low.shape[0]):
         a, b, e, f = top[c], top[c + 1], bottom[c], bottom[c + 1]
         ab, ef = (a if a < b else b), (e if e < f else f)
@@ -62,12 +72,41 @@ def _usual_window(d: np.ndarray, r: int, low: np.ndarray, high: np.ndarray) -> N
 
 
 @njit(cache=True, nogil=True)
+def _usual_row(
+    logits: np.ndarray, r: int, top: np.ndarray, bottom: np.ndarray, floor: np.float32, counts, blocks, mixed
+) -> tuple[int, int, int, bool]:
+    """The usual window in one pass: `bottom` = model row r+1's differences, then row r's cells judged from
+    `top` (row r) and `bottom`: (frame columns of the clearly positive cells, their mask block counts, mixed
+    cells flagged 1 in `mixed` and counted, whether row r+1 has a NaN or infinite value). Vectorized."""
+    width = bottom.shape[0]
+    for c in range(width):
+        bottom[c] = np.float32(logits[1, r + 1, c]) - np.float32(logits[0, r + 1, c])
+    bits = bottom.view(np.int32)
+    area, overlap, total, special = np.int32(0), np.int32(0), np.int32(0), np.int32(0)
+    for c in range(width - 1):
+        a, b, e, f = top[c], top[c + 1], bottom[c], bottom[c + 1]
+        ab, ef = (a if a < b else b), (e if e < f else f)
+        low = ab if ab < ef else ef
+        ab, ef = (a if a > b else b), (e if e > f else f)
+        high = ab if ab > ef else ef
+        positive = np.int32(low > high * floor)
+        area += positive * np.int32(counts[c])
+        overlap += positive * np.int32(blocks[c])
+        flag = np.int32(high > 0) - positive
+        mixed[c] = flag
+        total += flag
+        special |= np.int32((bits[c] & 0x7F800000) == 0x7F800000)
+    special |= np.int32((bits[width - 1] & 0x7F800000) == 0x7F800000)
+    return area, overlap, total, special != 0
+
+
+@njit(cache=True, nogil=True)
 def _positive_cells(
     low: np.ndarray, high: np.ndarray, floor: np.float32, counts: np.ndarray, blocks: np.ndarray, mixed: np.ndarray
 ) -> tuple[int, int, int]:
-    """Over one row of cells: (frame columns of the clearly positive cells (smallest value above `floor`
-    times the largest), their mask block counts, how many
-    cells are mixed, flagged 1 in `mixed`). 32-bit sums of 0/1 products, so that it vectorizes."""
+    """Over one row of cells: (frame columns of the clearly positive cells (smallest value above `floor` times
+    the largest), their mask block counts, how many cells are mixed, flagged 1 in `mixed`). 32-bit sums of 0/1
+    products, so that it vectorizes."""
     area = np.int32(0)
     overlap = np.int32(0)
     total = np.int32(0)
@@ -88,7 +127,7 @@ def _truth_at(packed: np.ndarray, index: int) -> int:
 
 @njit(cache=True, nogil=True)
 def cell_pass(
-    d: np.ndarray,
+    logits: np.ndarray,
     rows: tuple,
     cols: tuple,
     window: np.ndarray,
@@ -97,7 +136,8 @@ def cell_pass(
     labels: np.ndarray,
     unsure: np.ndarray,
 ) -> tuple[int, int, int]:
-    """Sweep the cells of difference map `d`; returns (|P|, |P ∩ T|, n unsure) over the pixels it decided.
+    """Sweep the cells of (2, h, w) logits; returns (|P|, |P ∩ T|, n unsure) over the pixels it decided, with
+    n = -1 where a logit difference is NaN or infinite (nothing is decided then).
 
     rows, cols: (starts, counts, cell weight 0, cell weight 1) per axis (frame_grid.Axis). window: cells
     checked (up, down, left, right). thresholds: (clearly positive: smallest value above this share of the
@@ -105,23 +145,33 @@ def cell_pass(
     mask, 0-size bits and zero counts. labels: the frame's label map to write (zeros), or 0-size. unsure:
     (n, 2) room for the frame pixels left to OpenCV (ys, xs); a count above n: they did not all fit."""
     floor, slack, rounding = np.float32(thresholds[0]), thresholds[1], thresholds[2]
-    width = d.shape[1]
-    column_low, column_high = np.empty(width, d.dtype), np.empty(width, d.dtype)
-    low, high, flags = np.empty(width - 1, d.dtype), np.empty(width - 1, d.dtype), np.empty(width - 1, np.uint8)
+    height, width = logits.shape[1], logits.shape[2]
+    ring = np.empty((4, width), np.float32)  # model rows i at ring[i % 4]
+    column_low, column_high = np.empty(width, np.float32), np.empty(width, np.float32)
+    low, high, flags = np.empty(width - 1, np.float32), np.empty(width - 1, np.float32), np.empty(width - 1, np.uint8)
     counts = np.zeros(2, np.int64)  # |P|, |P ∩ T|
-    found = 0
+    found, computed = 0, -1  # the last model row in the ring
     usual = window[0] == 0 and window[1] == 1 and window[2] == 0 and window[3] == 1
-    for r in range(d.shape[0] - 1):
+    if usual and not _difference_row(logits, 0, ring[0]):
+        return 0, 0, -1
+    for r in range(height - 1):
         y0, ny = rows[0][r], rows[1][r]
-        if ny == 0:
-            continue
-        if usual:
-            _usual_window(d, r, low, high)
+        top, bottom = ring[r % 4], ring[(r + 1) % 4]
+        if usual:  # one pass: row r+1's differences and row r's cells
+            area, row_overlap, mixed, special = _usual_row(logits, r, top, bottom, floor, cols[1], truth[1][r], flags)
+            if special:
+                return 0, 0, -1
+            if labels.size:
+                _usual_window(top, bottom, low, high)
         else:
-            _row_window(d, r, window[0], window[1], column_low, column_high)
+            while computed < min(r + window[1], height - 1):
+                computed += 1
+                if not _difference_row(logits, computed, ring[computed % 4]):
+                    return 0, 0, -1
+            _row_window(ring, r, window[0], window[1], height, column_low, column_high)
             _cell_window(column_low, window[2], window[3], low, True)
             _cell_window(column_high, window[2], window[3], high, False)
-        area, row_overlap, mixed = _positive_cells(low, high, floor, cols[1], truth[1][r], flags)
+            area, row_overlap, mixed = _positive_cells(low, high, floor, cols[1], truth[1][r], flags)
         counts[0] += ny * area
         counts[1] += row_overlap
         if labels.size:
@@ -131,11 +181,13 @@ def cell_pass(
             if flags[chunk:end].sum() == 0:
                 continue
             for c in range(chunk, end):
-                if flags[c] == 0 or cols[1][c] == 0:
+                if flags[c] == 0:
                     continue
-                margin = 2 * slack * (high[c] - low[c]) + rounding * max(-low[c], high[c])
-                cell = (r, c, y0, ny, cols[0][c], cols[1][c])
-                found = _mixed_cell(d, cell, rows, cols, margin, truth, labels, unsure, found, counts)
+                corners = (top[c], top[c + 1], bottom[c], bottom[c + 1])
+                spread = (high[c], low[c]) if not usual else (max(corners), min(corners))
+                margin = 2 * slack * (spread[0] - spread[1]) + rounding * max(-spread[1], spread[0])
+                cell = (y0, ny, cols[0][c], cols[1][c])
+                found = _mixed_cell(corners, cell, rows, cols, margin, truth, labels, unsure, found, counts)
     return counts[0], counts[1], found
 
 
@@ -148,15 +200,15 @@ def _write_positive(labels, low, high, floor, y0, ny, cols) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _mixed_cell(d, cell, rows, cols, margin, truth, labels, unsure, found, counts) -> int:
+def _mixed_cell(corners, cell, rows, cols, margin, truth, labels, unsure, found, counts) -> int:
     """Interpolate the frame pixels of one mixed cell: count the clearly positive ones into `counts`
     (|P|, |P ∩ T|), label them in `labels` (when given), list those within `margin` of zero in `unsure`.
     Returns the new count of unsure pixels."""
-    r, c, y0, ny, x0, nx = cell
+    y0, ny, x0, nx = cell
     row_w0, row_w1 = rows[2], rows[3]
     col_w0, col_w1 = cols[2], cols[3]
     packed, frame_width = truth[0], truth[2]
-    d00, d01, d10, d11 = d[r, c], d[r, c + 1], d[r + 1, c], d[r + 1, c + 1]
+    d00, d01, d10, d11 = corners
     for y in range(y0, y0 + ny):
         for x in range(x0, x0 + nx):
             top = d00 * col_w0[x] + d01 * col_w1[x]

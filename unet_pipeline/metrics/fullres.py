@@ -30,36 +30,23 @@ RELATIVE_FLOOR = 2.0**-16  # a cell is clearly positive when its smallest value 
 ROUNDING_MARGIN = 2.0**-18  # of the window's largest |value|: a few float32 roundings, sixteen times over
 UNSURE_ROOM = 4096  # frame pixels left to OpenCV that one image may have before it upsamples them all
 _THRESHOLDS = np.array([RELATIVE_FLOOR, COORDINATE_SLACK, ROUNDING_MARGIN])
-_scratch = threading.local()  # per thread: the difference map and the unsure list, reused (no page faults)
-
-
-def _difference(logits: np.ndarray) -> np.ndarray | None:
-    """logits[1] - logits[0] as float32 in this thread's buffer, or None where a value is NaN or infinite."""
-    shape = logits.shape[1:]
-    buffer = getattr(_scratch, "difference", None)
-    if buffer is None or buffer.shape != shape:
-        buffer = _scratch.difference = np.empty(shape, np.float32)
-    np.subtract(logits[1], logits[0], out=buffer, dtype=np.float32)
-    finite = np.isfinite(cv2.norm(buffer, cv2.NORM_L1))  # NaN or inf make the sum so (as would a sum past 1e308)
-    return buffer if finite else None
+_scratch = threading.local()  # per thread: the list of unsure pixels, reused
 
 
 def _sweep(logits: np.ndarray, grid: FrameGrid, truth: tuple, labels: np.ndarray) -> tuple[int, int] | None:
     """(|P|, |P ∩ T|) of one image (labels written where `labels` is a frame), or None: upsample it all."""
-    difference = _difference(logits)
-    if difference is None:
-        return None
     unsure = getattr(_scratch, "unsure", None)
     if unsure is None:
         unsure = _scratch.unsure = np.empty((UNSURE_ROOM, 2), np.int64)
+    logits = np.ascontiguousarray(logits, np.float32)  # as upsampled_labels subtracts them
     rows, cols, window = grid.kernel_arguments
-    foreground, overlap, found = cell_pass(difference, rows, cols, window, _THRESHOLDS, truth, labels, unsure)
-    if found > UNSURE_ROOM:
+    foreground, overlap, found = cell_pass(logits, rows, cols, window, _THRESHOLDS, truth, labels, unsure)
+    if found < 0 or found > UNSURE_ROOM:  # a logit NaN or infinite, or too many pixels near zero
         return None
     if not found:
         return foreground, overlap
     ys, xs = unsure[:found, 0], unsure[:found, 1]
-    decided = (_resized_values(difference, grid, ys, xs) > 0).view(np.uint8)
+    decided = (_resized_values(logits, grid, ys, xs) > 0).view(np.uint8)
     if labels.size:
         labels[ys, xs] = decided
     mixed_overlap = np.count_nonzero(decided & _bits(truth, ys, xs)) if truth[0].size else 0
@@ -71,19 +58,23 @@ def _bits(truth: tuple, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return (truth[0][index >> 3] >> (7 - (index & 7)).astype(np.uint8)) & 1
 
 
-def _resized_values(difference: np.ndarray, grid: FrameGrid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def _difference(logits: np.ndarray, first: int = 0, last: int | None = None) -> np.ndarray:
+    """Model rows first..last of logits[1] - logits[0], as `upsampled_labels` computes it."""
+    return np.subtract(logits[1, first:last], logits[0, first:last], dtype=np.float32)
+
+
+def _resized_values(logits: np.ndarray, grid: FrameGrid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """OpenCV's upsampled values at frame pixels (ys, xs): from the frame rows of the few model rows around
     each (same arithmetic where the row factor is a power of two), else from the whole frame."""
     height, width = grid.frame_hw
-    if not len(ys):
-        return np.zeros(0, np.float32)
     if not grid.band:
-        return cv2.resize(difference, (width, height), interpolation=cv2.INTER_LINEAR)[ys, xs]
+        return cv2.resize(_difference(logits), (width, height), interpolation=cv2.INTER_LINEAR)[ys, xs]
     values = np.empty(len(ys), np.float32)
     taps = grid.rows.tap0[ys]
     for tap in sorted(set(taps.tolist())):  # not np.unique: ~0.5 ms a call here, beside large arrays
         first, last = max(tap - 1, 0), min(tap + 3, grid.rows.src)
-        rows = cv2.resize(difference[first:last], (width, (last - first) * grid.band), interpolation=cv2.INTER_LINEAR)
+        band = _difference(logits, first, last)
+        rows = cv2.resize(band, (width, (last - first) * grid.band), interpolation=cv2.INTER_LINEAR)
         here = taps == tap
         values[here] = rows[ys[here] - first * grid.band, xs[here]]
     return values
