@@ -28,6 +28,16 @@ def _difference_row(logits: np.ndarray, i: int, out: np.ndarray) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _fill_ring(logits: np.ndarray, ring: np.ndarray, computed: int, until: int) -> int:
+    """Model rows computed+1..until into the ring; the last one computed, or -1 where one is not finite."""
+    while computed < until:
+        computed += 1
+        if not _difference_row(logits, computed, ring[computed % 4]):
+            return -1
+    return computed
+
+
+@njit(cache=True, nogil=True)
 def _row_window(ring: np.ndarray, r: int, up: int, down: int, height: int, low: np.ndarray, high: np.ndarray) -> None:
     """low/high[c] = min/max over model rows r-up..r+down (clamped to the image) at column c, from the ring."""
     first = ring[min(max(r - up, 0), height - 1) % 4]
@@ -144,7 +154,7 @@ def cell_pass(
     largest; coordinate slack; rounding margin). truth: (packed mask bits, block counts, frame width); for no
     mask, 0-size bits and zero counts. labels: the frame's label map to write (zeros), or 0-size. unsure:
     (n, 2) room for the frame pixels left to OpenCV (ys, xs); a count above n: they did not all fit."""
-    floor, slack, rounding = np.float32(thresholds[0]), thresholds[1], thresholds[2]
+    floor = np.float32(thresholds[0])
     height, width = logits.shape[1], logits.shape[2]
     ring = np.empty((4, width), np.float32)  # model rows i at ring[i % 4]
     column_low, column_high = np.empty(width, np.float32), np.empty(width, np.float32)
@@ -164,10 +174,9 @@ def cell_pass(
             if labels.size:
                 _usual_window(top, bottom, low, high)
         else:
-            while computed < min(r + window[1], height - 1):
-                computed += 1
-                if not _difference_row(logits, computed, ring[computed % 4]):
-                    return 0, 0, -1
+            computed = _fill_ring(logits, ring, computed, min(r + window[1], height - 1))
+            if computed < 0:
+                return 0, 0, -1
             _row_window(ring, r, window[0], window[1], height, column_low, column_high)
             _cell_window(column_low, window[2], window[3], low, True)
             _cell_window(column_high, window[2], window[3], high, False)
@@ -176,19 +185,32 @@ def cell_pass(
         counts[1] += row_overlap
         if labels.size:
             _write_positive(labels, low, high, floor, y0, ny, cols)
-        for chunk in range(0, width - 1 if mixed else 0, 32):  # mixed cells are few: skip 32 at a time
-            end = min(chunk + 32, width - 1)
-            if flags[chunk:end].sum() == 0:
-                continue
-            for c in range(chunk, end):
-                if flags[c] == 0:
-                    continue
-                corners = (top[c], top[c + 1], bottom[c], bottom[c + 1])
-                spread = (high[c], low[c]) if not usual else (max(corners), min(corners))
-                margin = 2 * slack * (spread[0] - spread[1]) + rounding * max(-spread[1], spread[0])
-                cell = (y0, ny, cols[0][c], cols[1][c])
-                found = _mixed_cell(corners, cell, rows, cols, margin, truth, labels, unsure, found, counts)
+        if mixed:
+            row = (y0, ny, low, high, usual)
+            found = _mixed_row(top, bottom, flags, row, rows, cols, thresholds, truth, labels, unsure, found, counts)
     return counts[0], counts[1], found
+
+
+@njit(cache=True, nogil=True)
+def _mixed_row(top, bottom, flags, row, rows, cols, thresholds, truth, labels, unsure, found, counts) -> int:
+    """The mixed cells of one row (flagged in `flags`), 32 at a time skipped where none is: their margins from
+    their window's spread (row: (y0, ny, low, high, usual); usual: the window is the four corners), then their
+    frame pixels. Returns the new count of unsure pixels."""
+    slack, rounding = thresholds[1], thresholds[2]
+    y0, ny, low, high, usual = row
+    for chunk in range(0, flags.shape[0], 32):
+        end = min(chunk + 32, flags.shape[0])
+        if flags[chunk:end].sum() == 0:
+            continue
+        for c in range(chunk, end):
+            if flags[c] == 0:
+                continue
+            corners = (top[c], top[c + 1], bottom[c], bottom[c + 1])
+            smallest, largest = (min(corners), max(corners)) if usual else (low[c], high[c])
+            margin = 2 * slack * (largest - smallest) + rounding * max(-smallest, largest)
+            cell = (y0, ny, cols[0][c], cols[1][c])
+            found = _mixed_cell(corners, cell, rows, cols, margin, truth, labels, unsure, found, counts)
+    return found
 
 
 @njit(cache=True, nogil=True)
