@@ -88,3 +88,20 @@ def ratio_table(frame: pd.DataFrame, reference: pd.Series, label: str) -> str:
             }
         )
     return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g", missingval="-")
+
+
+def save_table(table: pd.DataFrame, machine: str, name: str, command: str) -> Path:
+    """A benchmark script's table as a committed result: docs/benchmarks/results/<machine>/<name>/table.csv
+    with the machine's facts beside it (`python docs/generate.py` renders it on the machine's page)."""
+    import json
+
+    from unet_pipeline.core import library_versions, machine_info
+
+    target = REPO / "docs" / "benchmarks" / "results" / machine / name
+    target.mkdir(parents=True, exist_ok=True)
+    table.to_csv(target / "table.csv", index=False)
+    facts = machine_info()
+    about = {key: facts[key] for key in ("cpu_model", "cpu_count", "cpu_flags")}
+    about |= {"versions": library_versions(), "measured": time.strftime("%Y-%m-%d"), "command": command}
+    (target / "machine.json").write_text(json.dumps(about, indent=2) + "\n")
+    return target

@@ -1,7 +1,8 @@
 """Full-resolution Dice per image: upsampling every frame (before) against deciding by cells (now), same labels.
 
     python benchmark/fullres_dice.py                 # bundled Carvana models on the held-out cars
-    python benchmark/fullres_dice.py images=96       # every held-out image (default: 32 per size)
+    python benchmark/fullres_dice.py images=all      # every held-out image (default: 32 per size)
+    python benchmark/fullres_dice.py save=<machine>  # also commit the table: docs/benchmarks/results/<machine>/
 
 For each size the bundled weights trained at it run (PyTorch, fp32) on the held-out cars' images:
 `unet_carvana_small` at 320x479 and `unet_carvana_medium_640` at 640x959, against 1918x1280 masks. Per image,
@@ -20,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _sweep import data_overrides
+from _sweep import data_overrides, save_table
 
 from unet_pipeline.core import machine_info
 from unet_pipeline.metrics import (
@@ -36,14 +37,15 @@ MODELS = {"320x479": "unet_carvana_small", "640x959": "unet_carvana_medium_640"}
 REPEATS = 7
 
 
-def options(argv: list[str]) -> tuple[int | None, list[str]]:
-    """(`images=N` or all with `images=all`, the Hydra overrides left: data.root=...)."""
+def options(argv: list[str]) -> tuple[int | None, str | None, list[str]]:
+    """(`images=N` or all with `images=all`, `save=<machine>`, the Hydra overrides left: data.root=...)."""
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         raise SystemExit(0)
     images = [a.split("=", 1)[1] for a in argv if a.startswith("images=")]
     count = None if images and images[-1] == "all" else int(images[-1]) if images else 32
-    return count, [a for a in argv if not a.startswith("images=")]
+    save = [a.split("=", 1)[1] for a in argv if a.startswith("save=")]
+    return count, save[-1] if save else None, [a for a in argv if not a.startswith(("images=", "save="))]
 
 
 def held_out(model: str, overrides: list[str], count: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -100,7 +102,7 @@ def measure(logits: np.ndarray, masks: list[np.ndarray]) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    count, overrides = options(argv)
+    count, save, overrides = options(argv)
     overrides = [*(a for a in data_overrides(overrides) if not a.startswith("model=")), *overrides]
     if not any(a.startswith("data.root=") for a in overrides) and not data_overrides([]):
         print("error: no Carvana data: give data.root=/data/carvana or set CARVANA_DATASETS_PATH", file=sys.stderr)
@@ -119,6 +121,9 @@ def main(argv: list[str]) -> int:
         r["identical Dice"].split("/")[0] == str(r["images"]) for r in rows
     )
     print("\nlabel maps and Dice: " + ("identical on every image" if exact else "DIFFERENT (see the table)"))
+    if save:
+        command = f"python benchmark/fullres_dice.py images={'all' if count is None else count}"
+        print(f"saved to {save_table(table, save, 'fullres_dice', command)}")
     return 0 if exact else 1
 
 

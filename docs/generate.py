@@ -44,9 +44,12 @@ SHOWN = [
     ("Δ vs fp32 [95 % CI]", "delta"), ("worst image Δ", "worst_image_delta_vs_fp32"),
     ("Dice full res", "metrics.dice_full"), ("compiled as", "compiled_as"),
     ("img/s", "benchmark.engine.throughput_ips"), ("img/s e2e", "benchmark.end_to_end.throughput_ips"),
+    ("e2e / engine", "benchmark.end_to_end.vs_engine"),
+    ("full-res Dice ms/img", "benchmark.end_to_end.fullres_ms_per_image"),
     ("p50 ms", "benchmark.engine.latency_ms.p50"), ("p99 ms", "benchmark.engine.latency_ms.p99"),
     ("x fp32", "speedup_vs_fp32"), ("vendor img/s", "benchmark.vendor.throughput_ips"), ("status", "status"),
 ]  # fmt: skip
+TABLE_FILES = ("results.csv", "table.csv")  # a collected sweep's, a benchmark script's
 KEPT = [c for _, c in SHOWN if c != "delta"] + ["dice_delta_vs_fp32", "dice_delta_ci_low", "dice_delta_ci_high",
                                                  "job_dir", "error"]  # fmt: skip
 
@@ -177,6 +180,18 @@ def _config_link(experiment: str) -> str:
     return "[every key it sets](../reference/config.md)"
 
 
+def _experiment_body(experiment: Path, facts: dict) -> list[str]:
+    """A sweep's command and table; or a benchmark script's (its table.csv, every column as it wrote it)."""
+    if (experiment / "table.csv").is_file():
+        table = pd.read_csv(experiment / "table.csv")
+        rows = ["| " + " | ".join(_cell(_figure(v)) for v in r) + " |" for r in table.itertuples(index=False)]
+        header = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+        return [f"Command: `{facts['command']}`.", "", *header, *rows]
+    table = _benchmark_table(pd.read_csv(experiment / "results.csv"))
+    command = "python -m unet_pipeline -m " + " ".join(facts["overrides"])
+    return [f"Command: `{command}` ({_config_link(experiment.name)}).", "", *table]
+
+
 def benchmark_pages() -> dict[Path, str]:
     """docs/benchmarks/index.md and one page per measured machine, from the committed result files."""
     machines = sorted(p for p in RESULTS.iterdir() if p.is_dir()) if RESULTS.is_dir() else []
@@ -190,7 +205,7 @@ def benchmark_pages() -> dict[Path, str]:
              "", "| machine | CPU | experiments |", "|---|---|---|"]  # fmt: skip
     pages: dict[Path, str] = {}
     for machine in machines:
-        experiments = sorted(p for p in machine.iterdir() if (p / "results.csv").is_file())
+        experiments = sorted(p for p in machine.iterdir() if any((p / f).is_file() for f in TABLE_FILES))
         facts = json.loads((experiments[0] / "machine.json").read_text())
         index.append(f"| [{machine.name}]({machine.name}.md) | {facts['cpu_model']}, {facts['cpu_count']} cores | "
                      + ", ".join(e.name for e in experiments) + " |")  # fmt: skip
@@ -201,9 +216,7 @@ def benchmark_pages() -> dict[Path, str]:
             page += [f"## {experiment.name}", "",
                      f"{facts['cpu_model']}, {facts['cpu_count']} cores, flags {', '.join(facts['cpu_flags'])}; "
                      f"{versions}; measured {facts['measured']}.", "",
-                     "Command: `python -m unet_pipeline -m " + " ".join(facts["overrides"]) + "` "
-                     f"({_config_link(experiment.name)}).", "",
-                     *_benchmark_table(pd.read_csv(experiment / "results.csv")), ""]  # fmt: skip
+                     *_experiment_body(experiment, facts), ""]  # fmt: skip
         pages[DOCS / "benchmarks" / f"{machine.name}.md"] = "\n".join(page).rstrip() + "\n"
     if not machines:
         index.append("| - | no measured machine yet | - |")
