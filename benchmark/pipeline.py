@@ -20,6 +20,7 @@ Side by side in one run, each printed with its ratios and the Dice of every row:
 3. the feed: worker threads x batches ahead, cold, at 640x959 (why the defaults are what they are);
 4. model.input_format=uint8_nhwc (/255 and layout folded into the model) / float NCHW from Python;
 5. OpenVINO's performance hint LATENCY (the default) / THROUGHPUT: engine sync, async and end to end.
+`save=<machine>` commits the end-to-end table under docs/benchmarks/results/<machine>/pipeline_e2e/.
 `sections=e2e,align,feed,fold,hint` (the script's own option) runs only those, in this order (the pipeline
 against the unaligned engine needs both e2e and align). On Carvana each size runs the bundled weights trained
 at it: `unet_carvana_small` at 320x479, `unet_carvana_medium_640` at 640x959 (base width 24: what the sample
@@ -33,7 +34,7 @@ import sys
 import time
 
 import pandas as pd
-from _sweep import data_overrides, run_sweep, script_overrides
+from _sweep import data_overrides, run_sweep, save_table, script_overrides
 
 E2E_TARGET = {320: 0.95, 640: 0.95}  # warm: host work within 5 % of the engine's
 ALIGN_TARGET, DICE_TOLERANCE = 1.5, 0.0005
@@ -93,7 +94,7 @@ def column_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
     return done.reindex(columns=list(columns)).rename(columns=columns).to_markdown(index=False, floatfmt=".4g")
 
 
-def e2e_table(cold: pd.DataFrame, warm: pd.DataFrame, targets: dict[int, float]) -> tuple[str, list[str]]:
+def e2e_table(cold: pd.DataFrame, warm: pd.DataFrame, targets: dict[int, float]) -> tuple[pd.DataFrame, list[str]]:
     """End to end / engine-only of each job, warm (inputs from the cache) and cold (decoded in the loop).
 
     Targets are checked on the warm figure, what every job of a sweep after the first sees; the cold one
@@ -137,7 +138,7 @@ def e2e_table(cold: pd.DataFrame, warm: pd.DataFrame, targets: dict[int, float])
         misses_column = "benchmark.end_to_end.input_cache.misses"
         if r.get(f"{misses_column} warm", r.get(misses_column)):
             misses.append(f"the warm run decoded images at {where}")
-    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), misses
+    return pd.DataFrame(rows), misses
 
 
 def pair_table(frame: pd.DataFrame, key: str, new: object, old: object, metric: str) -> tuple[str, list[dict]]:
@@ -188,6 +189,8 @@ def split_sections(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    saved = [a.split("=", 1)[1] for a in argv if a.startswith("save=")]
+    save, argv = (saved[-1] if saved else None), [a for a in argv if not a.startswith("save=")]
     sections, argv = split_sections(script_overrides(argv, __doc__))
     misses: list[str] = []
     align_misses: list[str] | None = None
@@ -199,7 +202,11 @@ def main(argv: list[str]) -> int:
         cold, warm = e2e_sweeps([swept, both_sizes, "batch=1,4", *E2E_REPEATED], prime, argv)
         table, found = e2e_table(cold, warm, E2E_TARGET)
         misses += found
-        print("\n## End to end / engine-only (same compiled model), warm and cold input cache\n\n" + table)
+        markdown = table.to_markdown(index=False, floatfmt=".4g")
+        print("\n## End to end / engine-only (same compiled model), warm and cold input cache\n\n" + markdown)
+        if save:
+            command = "python benchmark/pipeline.py " + " ".join(["sections=e2e", *argv])
+            print(f"saved to {save_table(table, save, 'pipeline_e2e', command)}")
 
     if "align" in sections:
         align = run_sweep("pipeline-align", [swept, both_sizes, "model.align=0,32", "batch=1", *REPEATED], argv)

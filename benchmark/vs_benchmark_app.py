@@ -48,8 +48,9 @@ def round_ratios(rounds: object, theirs: float) -> str:
 
 def main(argv: list[str]) -> int:
     argv = script_overrides(argv, __doc__)
-    if "model=unet_carvana_small" in data_overrides(argv):
-        argv = [*argv, "model=unet_carvana_medium_640"]  # the sample's shape, where the two were compared
+    found = data_overrides(argv)
+    if "model=unet_carvana_small" in found:  # at the sample's shape, where the two were compared
+        argv = [*argv, *(a for a in found if not a.startswith("model=")), "model=unet_carvana_medium_640"]
     frame = run_sweep("vs_benchmark_app", SWEEP, argv)
     rows = []
     for _, r in frame.iterrows():
