@@ -1,6 +1,7 @@
 """Our engine-only figures against OpenVINO's own benchmark_app on the same model, in one run.
 
     python benchmark/vs_benchmark_app.py           # at 640x959 on ../shared data (else the demo)
+    python benchmark/vs_benchmark_app.py save=<machine>   # also commit the table under docs/benchmarks/results
 
 fp32 and int8, batch 1 and 16, under both performance hints: LATENCY (our sync figure against benchmark_app
 `-api sync`) and THROUGHPUT (our async figure, `benchmark.async_requests` requests in flight, against
@@ -16,7 +17,7 @@ import ast
 import sys
 
 import pandas as pd
-from _sweep import data_overrides, run_sweep, script_overrides
+from _sweep import data_overrides, run_sweep, save_table, script_overrides
 
 SWEEP = [
     "engine=openvino",
@@ -46,12 +47,8 @@ def round_ratios(rounds: object, theirs: float) -> str:
     return f"{min(values) / theirs:.3f}..{max(values) / theirs:.3f}"
 
 
-def main(argv: list[str]) -> int:
-    argv = script_overrides(argv, __doc__)
-    found = data_overrides(argv)
-    if "model=unet_carvana_small" in found:  # at the sample's shape, where the two were compared
-        argv = [*argv, *(a for a in found if not a.startswith("model=")), "model=unet_carvana_medium_640"]
-    frame = run_sweep("vs_benchmark_app", SWEEP, argv)
+def comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per job: our figure, benchmark_app's, their ratio and our rounds' spread."""
     rows = []
     for _, r in frame.iterrows():
         figure, mode = ours(r)
@@ -71,8 +68,22 @@ def main(argv: list[str]) -> int:
                 "ratio, slowest..fastest round": spread,
             }
         )
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g", missingval="-"))
-    low = [r for r in rows if r["ratio"] is not None and r["ratio"] < 1.0]
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str]) -> int:
+    saved = [a.split("=", 1)[1] for a in argv if a.startswith("save=")]
+    argv = script_overrides([a for a in argv if not a.startswith("save=")], __doc__)
+    found = data_overrides(argv)
+    if "model=unet_carvana_small" in found:  # at the sample's shape, where the two were compared
+        argv = [*argv, *(a for a in found if not a.startswith("model=")), "model=unet_carvana_medium_640"]
+    frame = run_sweep("vs_benchmark_app", SWEEP, argv)
+    table = comparison(frame)
+    print(table.to_markdown(index=False, floatfmt=".4g", missingval="-"))
+    if saved:
+        print(f"saved to {save_table(table, saved[-1], 'vs_benchmark_app', 'python benchmark/vs_benchmark_app.py')}")
+    rows = table.to_dict("records")
+    low = [r for r in rows if pd.notna(r["ratio"]) and r["ratio"] < 1.0]
     print("ours >= benchmark_app: " + ("everywhere" if not low else f"not at {len(low)} of {len(rows)} rows"))
     return 0 if (frame["status"] == "completed").all() else 1
 

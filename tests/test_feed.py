@@ -187,3 +187,15 @@ def test_dice_of_batch_is_the_reference_dice():
 def test_negative_feed_settings_are_refused_in_one_line(samples):
     with pytest.raises(PipelineError, match=r"data\.workers=-1 .* must be 0 or more"):
         Feeder(samples, spec(2), -1, 2, skip_bad=False)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_held_batch_stays_intact_while_the_next_ones_are_prepared(samples, workers):
+    """hold=1: the inference loop scores batch k while k+1 runs in the engine, so k's arrays must survive the
+    preparation of the batches after it."""
+    expected = [b.masks.copy() for b in Feeder(samples, spec(2), workers, 1, skip_bad=False)]
+    held = None
+    for index, batch in enumerate(Feeder(samples, spec(2), workers, 1, skip_bad=False, hold=1)):
+        if held is not None:
+            assert np.array_equal(held.masks, expected[index - 1])  # still batch k-1's, with batch k prepared
+        held = batch

@@ -114,6 +114,17 @@ class Session(ABC):
         per call at 640x959 batch 16). For callers done with them before the next call: the timing loop, Dice."""
         return self.infer(batch)
 
+    def start(self, batch: np.ndarray) -> None:
+        """Queue a batch for `finish`, which returns the logits of the oldest queued batch. Engines that can run
+        one batch while the caller scores the previous one start it now (OpenVINO: two requests in turn); the
+        rest run it in `finish`. At most two batches are queued; `batch` must stay unchanged until finished."""
+        self._queued = [*getattr(self, "_queued", []), batch]
+
+    def finish(self) -> np.ndarray:
+        """The logits of the oldest started batch (valid until the batch after next is started)."""
+        batch, *self._queued = self._queued
+        return self.infer_shared(batch)
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """What really runs (precision as compiled, threads, ...), recorded in result.json."""

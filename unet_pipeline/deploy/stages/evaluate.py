@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from unet_pipeline.core import BadSampleError
 from unet_pipeline.data import DEFAULT_PREP, InputCache, Preprocessing, Sample
-from unet_pipeline.deploy.stages.feed import Feeder
+from unet_pipeline.deploy.stages.feed import Batch, Feeder
 from unet_pipeline.engines import BuildSpec, Session
 from unet_pipeline.metrics import dice_full_exact, dice_of_batch, warm_up
 from unet_pipeline.record import EndToEnd
@@ -23,7 +23,7 @@ class Evaluation:
     dice: list[float] = field(default_factory=list)
     dice_full: list[float] = field(default_factory=list)  # at the source frame size (empty: not asked for)
     seconds: float = 0.0  # the whole loop: decode, preprocess, infer, postprocess, Dice
-    engine_seconds: float = 0.0  # time inside Session.infer only
+    engine_seconds: float = 0.0  # waiting for the engine's logits (it also runs while the previous batch is scored)
     wait_seconds: float = 0.0  # the loop waiting for a prepared batch (engine idle: the feed is behind)
     postprocess_seconds: float = 0.0  # argmax + Dice between engine calls
     fullres_seconds: float = 0.0  # of which: upsampling the logits and Dice at the source frame size
@@ -75,6 +75,23 @@ def load_usable(samples: Iterable[Sample], load, skip_bad: bool, skipped: list[d
     return loaded
 
 
+def _score(session: Session, batch: Batch, result: Evaluation) -> None:
+    """Wait for the oldest batch in the engine and score it: Dice at model size, and at full resolution where
+    its masks came with the batch."""
+    t0 = time.perf_counter()
+    logits = session.finish()[: len(batch.samples)]  # the engine's buffer: read before the batch after next
+    t1 = time.perf_counter()
+    scores = dice_of_batch(logits, batch.masks, batch.mask_pixels)
+    result.ids.extend(s.id for s in batch.samples)
+    result.dice.extend(scores.tolist())
+    result.engine_seconds += t1 - t0
+    if batch.full_masks is not None:
+        t2 = time.perf_counter()
+        result.dice_full.extend(dice_full_exact(logits, batch.full_masks).tolist())
+        result.fullres_seconds += time.perf_counter() - t2
+    result.postprocess_seconds += time.perf_counter() - t1
+
+
 def evaluate(
     session: Session,
     samples: list[Sample],
@@ -97,27 +114,22 @@ def evaluate(
     result = Evaluation()
     if full_resolution:
         warm_up()  # the compiled cell pass, before the clock starts
-    feeder = Feeder(samples, spec, workers, prefetch, skip_bad, prep, input_cache, full_resolution)
+    feeder = Feeder(samples, spec, workers, prefetch, skip_bad, prep, input_cache, full_resolution, hold=1)
     start = mark = time.perf_counter()
+    previous = None  # the batch running in the engine while this one is fed and the one before scored
     with tqdm(total=len(samples), desc="inference", unit="img", disable=not progress) as bar:
         for batch in feeder:
             result.wait_seconds += time.perf_counter() - mark
             result.skipped += batch.skipped
             bar.update(len(batch.samples) + len(batch.skipped))
             if batch.samples:
-                t0 = time.perf_counter()
-                logits = session.infer_shared(batch.inputs)[: len(batch.samples)]  # read before the next call
-                t1 = time.perf_counter()
-                scores = dice_of_batch(logits, batch.masks, batch.mask_pixels)
-                result.ids.extend(s.id for s in batch.samples)
-                result.dice.extend(scores.tolist())
-                result.engine_seconds += t1 - t0
-                if batch.full_masks is not None:
-                    t2 = time.perf_counter()
-                    result.dice_full.extend(dice_full_exact(logits, batch.full_masks).tolist())
-                    result.fullres_seconds += time.perf_counter() - t2
-                result.postprocess_seconds += time.perf_counter() - t1
+                session.start(batch.inputs)  # runs while `previous` is scored (engines that can)
+            if previous is not None:
+                _score(session, previous, result)
+            previous = batch if batch.samples else previous
             mark = time.perf_counter()
+        if previous is not None:
+            _score(session, previous, result)
     result.seconds = time.perf_counter() - start
     result.preprocess_seconds = feeder.cpu_seconds
     return result

@@ -77,7 +77,8 @@ Task = Callable[[], object]
 class Feeder:
     """Yields the batches of `samples` in order, prepared by `workers` threads up to `ahead` batches early.
 
-    `workers=0` prepares each batch in the calling thread when it is asked for (and so ignores `ahead`).
+    `workers=0` prepares each batch in the calling thread when it is asked for (and so ignores `ahead`). A batch's
+    arrays stay valid until `hold` + 1 more batches have been asked for.
     `cpu_seconds` sums the CPU time of the preparing threads (decode, resize, normalize, masks).
     """
 
@@ -92,6 +93,7 @@ class Feeder:
         input_cache: InputCache | None = None,
         full_masks: bool = False,
         masks: bool = True,
+        hold: int = 0,
     ):
         self.spec, self.skip_bad, self.prep, self.input_cache = spec, skip_bad, prep, input_cache
         self.full_masks, self.masks = full_masks, masks  # masks=False: images alone (segmenting new images)
@@ -99,7 +101,8 @@ class Feeder:
         check_settings(workers, ahead)
         self.workers = workers
         self.ahead = ahead if workers else 0
-        self.slots = [_Slot(spec) for _ in range(min(self.ahead + 1, len(self.chunks)) or 1)]
+        # `hold` batches stay valid after the next is yielded (one in the engine while the one before is scored)
+        self.slots = [_Slot(spec) for _ in range(min(self.ahead + 1 + hold, len(self.chunks)) or 1)]
         self.cpu_seconds = 0.0
         self._scratch = threading.local()
 
@@ -213,8 +216,8 @@ class Feeder:
 
     def __iter__(self) -> Iterator[Batch]:
         if not self.workers:
-            for chunk in self.chunks:
-                slot = self.slots[0]
+            for index, chunk in enumerate(self.chunks):
+                slot = self.slots[index % len(self.slots)]
                 yield self._assemble(chunk, slot, self._run_inline(self._tasks(chunk, slot)))
             return
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="feed") as pool:

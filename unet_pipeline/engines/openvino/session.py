@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +39,9 @@ class OpenVINOSession(Session):
     def __init__(self, compiled):
         self._compiled = compiled
         self._request = compiled.create_infer_request()
+        self._turns = [compiled.create_infer_request() for _ in range(2)]  # start / finish: two in turn
+        self._started = 0
+        self._in_flight: deque = deque()
 
     def run_async(
         self, batch: np.ndarray, requests: int, limits: CallLimits, on_call: Callable[[], object] | None = None
@@ -75,6 +78,18 @@ class OpenVINOSession(Session):
     def infer_shared(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch}, share_inputs=True)  # no copy of the input: the call returns when done
         return self._request.get_output_tensor(0).data  # a view of the request's output tensor
+
+    def start(self, batch: np.ndarray) -> None:
+        """Run `batch` now, on the request not holding the previous batch's logits."""
+        request = self._turns[self._started % 2]
+        self._started += 1
+        request.start_async({0: batch}, share_inputs=True)
+        self._in_flight.append(request)
+
+    def finish(self) -> np.ndarray:
+        request = self._in_flight.popleft()
+        request.wait()
+        return request.get_output_tensor(0).data  # a view: valid until this request is started again
 
     def describe(self) -> dict[str, Any]:
         compiled = self._compiled
