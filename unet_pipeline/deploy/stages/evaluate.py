@@ -126,7 +126,7 @@ def evaluate(
                 session.start(batch.inputs)  # runs while `previous` is scored (engines that can)
             if previous is not None:
                 _score(session, previous, result)
-            previous = batch if batch.samples else previous
+            previous = batch if batch.samples else None  # scored above: an empty batch leaves none in flight
             mark = time.perf_counter()
         if previous is not None:
             _score(session, previous, result)
