@@ -34,12 +34,9 @@ class Axis:
     cell: np.ndarray  # (dst,) the cell (tap pair c, c+1, c <= src-2) each frame pixel lies in
     starts: np.ndarray  # (src-1,) first frame pixel of each cell
     counts: np.ndarray  # (src-1,) frame pixels in each cell (0 where downsampling skips one)
-    tap0: np.ndarray  # (dst,) OpenCV's first tap, and the second (the same at a clamped border)
-    tap1: np.ndarray
-    weight0: np.ndarray  # (dst,) float32 weights of the two taps
-    weight1: np.ndarray
-    cell_weight0: np.ndarray  # (dst,) the same weights on the pixel's cell's two model pixels (a border
-    cell_weight1: np.ndarray  # pixel clamped to the last model pixel weighs it 1)
+    tap0: np.ndarray  # (dst,) OpenCV's first tap (the model pixel at or before the frame pixel, clamped)
+    cell_weight0: np.ndarray  # (dst,) float32 weights of the pixel's cell's two model pixels (a border pixel
+    cell_weight1: np.ndarray  # clamped to the last model pixel weighs it 1)
     wide: bool  # some frame pixel lies within COORDINATE_SLACK of a model pixel: check cells c-1..c+2
 
     @classmethod
@@ -63,9 +60,6 @@ class Axis:
             starts=starts,
             counts=np.diff(np.append(starts, dst)),
             tap0=tap0,
-            tap1=np.minimum(tap0 + 1, src - 1),
-            weight0=weight0,
-            weight1=fraction,
             cell_weight0=np.where(past, np.float32(0), weight0),
             cell_weight1=np.where(past, np.float32(1), fraction),
             wide=bool(near.size and near.min() < COORDINATE_SLACK),
